@@ -1,0 +1,61 @@
+//! Brings a remote object to a local file that DuckDB can read.
+//!
+//! The object is streamed to a temporary name in the cache directory (never held whole in memory)
+//! and renamed into place once complete, so a half-downloaded file is never read. The name is a
+//! hash of (url, key, ETag): a changed object gets a new name.
+
+use std::path::{Path as FsPath, PathBuf};
+
+use futures::StreamExt;
+use object_store::ObjectStoreExt;
+use sha2::{Digest, Sha256};
+use tokio::io::AsyncWriteExt;
+
+use super::{location::Location, ObjectEntry};
+use crate::error::{Error, Result};
+
+/// The local path DuckDB should read for `entry`, downloading it into `cache_dir` if it is remote.
+pub async fn local_copy(location: &Location, entry: &ObjectEntry, cache_dir: &FsPath) -> Result<PathBuf> {
+    if let Some(root) = &location.local_root {
+        return Ok(root.join(&entry.key));
+    }
+    let digest = Sha256::digest(format!("{}\n{}\n{}", location.url, entry.key, entry.etag));
+    let dir = cache_dir.join("objects");
+    tokio::fs::create_dir_all(&dir).await.map_err(Error::internal)?;
+    let path = dir.join(format!("{}.parquet", hex::encode(&digest[..16])));
+    if tokio::fs::metadata(&path).await.is_ok_and(|m| m.len() == entry.size) {
+        return Ok(path);
+    }
+    let tmp = dir.join(format!(".{}.part", hex::encode(&digest[..16])));
+    let result = download(location, entry, &tmp).await;
+    if let Err(e) = result {
+        let _ = tokio::fs::remove_file(&tmp).await;
+        return Err(e);
+    }
+    tokio::fs::rename(&tmp, &path).await.map_err(Error::internal)?;
+    Ok(path)
+}
+
+async fn download(location: &Location, entry: &ObjectEntry, tmp: &FsPath) -> Result<()> {
+    let key = object_store::path::Path::from(entry.key.as_str());
+    let mut stream = location.store.get(&key).await?.into_stream();
+    let mut file = tokio::fs::File::create(tmp).await.map_err(Error::internal)?;
+    let mut written = 0u64;
+    while let Some(chunk) = stream.next().await {
+        let chunk = chunk?;
+        written += chunk.len() as u64;
+        file.write_all(&chunk).await.map_err(Error::internal)?;
+    }
+    file.flush().await.map_err(Error::internal)?;
+    if written != entry.size {
+        return Err(Error::Unavailable(format!("{} changed while downloading ({written} of {} bytes)", entry.key, entry.size)));
+    }
+    Ok(())
+}
+
+/// Removes a downloaded copy once its rows are in the store (local datasets are never touched).
+pub async fn release(location: &Location, path: &FsPath) {
+    if location.local_root.is_none() {
+        let _ = tokio::fs::remove_file(path).await;
+    }
+}

@@ -1,0 +1,255 @@
+//! Datasets: where their files live, what is ingested, and the watcher that keeps them fresh.
+//!
+//! The committed truth (files, versions, rows) lives in DuckDB, so every query pins one version
+//! through its transaction. Each dataset also keeps an immutable [`Snapshot`] (swapped atomically
+//! with `arc-swap`) for cheap reads: columns for validation, files for ListFlights and `status`,
+//! quarantined files and the last listing's outcome.
+
+mod fetch;
+mod location;
+
+use std::{collections::BTreeMap, path::PathBuf, sync::Arc, time::Duration};
+
+use arc_swap::ArcSwap;
+use chrono::{DateTime, Utc};
+
+pub use location::{Location, ObjectEntry};
+
+use crate::{
+    config::S3Options,
+    engine::{Column, Engine, FileRow, IngestOutcome},
+    error::{Error, Result},
+};
+
+/// `name=glob` from the command line.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct DatasetSpec {
+    pub name: String,
+    pub url: String,
+}
+
+impl std::str::FromStr for DatasetSpec {
+    type Err = String;
+    fn from_str(s: &str) -> std::result::Result<Self, String> {
+        let (name, url) = s.split_once('=').ok_or_else(|| format!("dataset {s:?} is not NAME=GLOB"))?;
+        let valid = name.chars().next().is_some_and(|c| c.is_ascii_alphabetic() || c == '_')
+            && name.chars().all(|c| c.is_ascii_alphanumeric() || c == '_');
+        if !valid {
+            return Err(format!("dataset name {name:?} must be letters, digits and _ (starting with a letter)"));
+        }
+        if url.is_empty() {
+            return Err(format!("dataset {name} has an empty location"));
+        }
+        Ok(DatasetSpec { name: name.to_string(), url: url.to_string() })
+    }
+}
+
+/// A file that could not be ingested, kept out until its object changes.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Quarantined {
+    pub etag: String,
+    pub reason: String,
+}
+
+/// What one dataset looks like now. Immutable; replaced whole after each refresh.
+#[derive(Debug, Clone, Default)]
+pub struct Snapshot {
+    pub version: u64,
+    pub files: Vec<FileRow>,
+    pub columns: Vec<Column>,
+    pub quarantined: BTreeMap<String, Quarantined>,
+    pub last_listing: Option<DateTime<Utc>>,
+    pub last_error: Option<String>,
+}
+
+impl Snapshot {
+    pub fn rows(&self) -> u64 {
+        self.files.iter().map(|f| f.rows).sum()
+    }
+    /// The dataset's spelling of `name`, matched case-insensitively.
+    pub fn column(&self, name: &str) -> Option<&Column> {
+        self.columns.iter().find(|c| c.name.eq_ignore_ascii_case(name))
+    }
+}
+
+#[derive(Debug)]
+pub struct Dataset {
+    pub name: String,
+    pub location: Location,
+    pub refresh_interval: Duration,
+    state: ArcSwap<Snapshot>,
+    refreshing: tokio::sync::Mutex<()>,
+}
+
+impl Dataset {
+    pub fn snapshot(&self) -> Arc<Snapshot> {
+        self.state.load_full()
+    }
+}
+
+#[derive(Debug)]
+pub struct Catalog {
+    datasets: BTreeMap<String, Arc<Dataset>>,
+    engine: Arc<Engine>,
+    cache_dir: PathBuf,
+}
+
+impl Catalog {
+    pub fn new(specs: &[DatasetSpec], s3: &S3Options, refresh: Duration, engine: Arc<Engine>, cache_dir: PathBuf) -> Result<Self> {
+        let mut datasets = BTreeMap::new();
+        for spec in specs {
+            let location = Location::parse(&spec.url, s3)?;
+            let dataset = Dataset {
+                name: spec.name.clone(),
+                location,
+                refresh_interval: refresh,
+                state: ArcSwap::from_pointee(Snapshot::default()),
+                refreshing: tokio::sync::Mutex::new(()),
+            };
+            if datasets.insert(spec.name.clone(), Arc::new(dataset)).is_some() {
+                return Err(Error::invalid(format!("dataset {} is named twice", spec.name)));
+            }
+        }
+        Ok(Catalog { datasets, engine, cache_dir })
+    }
+
+    pub fn engine(&self) -> &Arc<Engine> {
+        &self.engine
+    }
+
+    pub fn datasets(&self) -> impl Iterator<Item = &Arc<Dataset>> {
+        self.datasets.values()
+    }
+
+    /// The dataset called `name`, or NOT_FOUND naming the ones that exist.
+    pub fn dataset(&self, name: &str) -> Result<&Arc<Dataset>> {
+        self.datasets.get(name).ok_or_else(|| {
+            let known: Vec<&str> = self.datasets.keys().map(String::as_str).collect();
+            Error::NotFound(format!("unknown dataset {name:?}; known datasets: {}", known.join(", ")))
+        })
+    }
+
+    /// Re-lists every dataset once (startup and the `refresh` action).
+    pub async fn refresh_all(&self) -> Result<()> {
+        for ds in self.datasets.values() {
+            self.refresh(ds).await?;
+        }
+        Ok(())
+    }
+
+    /// Lists `ds`, ingests new and changed files, removes deleted ones, publishes a snapshot.
+    /// Returns the manifest version. Listing errors keep the last good manifest.
+    pub async fn refresh(&self, ds: &Dataset) -> Result<u64> {
+        let _one_at_a_time = ds.refreshing.lock().await;
+        let before = ds.snapshot();
+        let listed = match ds.location.list().await {
+            Ok(l) => l,
+            Err(e) => {
+                let mut next = (*before).clone();
+                next.last_error = Some(e.to_string());
+                ds.state.store(Arc::new(next));
+                return Err(e);
+            }
+        };
+        let engine = self.engine.clone();
+        let name = ds.name.clone();
+        let (_, known) = tokio::task::spawn_blocking(move || engine.manifest(&name)).await.map_err(Error::internal)??;
+        let mut quarantined = before.quarantined.clone();
+        quarantined.retain(|key, _| listed.iter().any(|e| &e.key == key));
+        let mut last_error = None;
+        for entry in &listed {
+            let unchanged = known.iter().any(|f| f.key == entry.key && f.etag == entry.etag && f.size == entry.size);
+            let still_bad = quarantined.get(&entry.key).is_some_and(|q| q.etag == entry.etag);
+            if unchanged || still_bad {
+                continue;
+            }
+            match self.ingest(ds, entry).await {
+                Ok(IngestOutcome::Ingested { rows, version }) => {
+                    tracing::info!(dataset = %ds.name, key = %entry.key, rows, version, "ingested");
+                    quarantined.remove(&entry.key);
+                }
+                Ok(IngestOutcome::Quarantined(reason)) => {
+                    tracing::warn!(dataset = %ds.name, key = %entry.key, %reason, "quarantined");
+                    quarantined.insert(entry.key.clone(), Quarantined { etag: entry.etag.clone(), reason });
+                }
+                Err(e) => {
+                    tracing::warn!(dataset = %ds.name, key = %entry.key, error = %e, "fetch failed; will retry");
+                    last_error = Some(format!("{}: {e}", entry.key));
+                }
+            }
+        }
+        for gone in known.iter().filter(|f| !listed.iter().any(|e| e.key == f.key)) {
+            let (engine, name, key) = (self.engine.clone(), ds.name.clone(), gone.key.clone());
+            let version = tokio::task::spawn_blocking(move || engine.remove(&name, &key)).await.map_err(Error::internal)??;
+            tracing::info!(dataset = %ds.name, key = %gone.key, version, "removed");
+        }
+        self.publish(ds, quarantined, last_error).await
+    }
+
+    async fn ingest(&self, ds: &Dataset, entry: &ObjectEntry) -> Result<IngestOutcome> {
+        let local = fetch::local_copy(&ds.location, entry, &self.cache_dir).await?;
+        let (engine, name, e, path) = (self.engine.clone(), ds.name.clone(), entry.clone(), local.clone());
+        let outcome = tokio::task::spawn_blocking(move || engine.ingest(&name, &e, &path)).await.map_err(Error::internal)?;
+        fetch::release(&ds.location, &local).await;
+        outcome
+    }
+
+    async fn publish(&self, ds: &Dataset, quarantined: BTreeMap<String, Quarantined>, last_error: Option<String>) -> Result<u64> {
+        let (engine, name) = (self.engine.clone(), ds.name.clone());
+        let (version, files, columns) = tokio::task::spawn_blocking(move || -> Result<_> {
+            let (version, files) = engine.manifest(&name)?;
+            let columns = crate::engine::columns_of(&engine, &name)?;
+            Ok((version, files, columns))
+        })
+        .await
+        .map_err(Error::internal)??;
+        ds.state.store(Arc::new(Snapshot {
+            version,
+            files,
+            columns,
+            quarantined,
+            last_listing: Some(Utc::now()),
+            last_error,
+        }));
+        Ok(version)
+    }
+
+    /// Re-lists each dataset on its interval until `shutdown` resolves. Failures back off
+    /// exponentially (up to 30 s) and never hot-loop; the last good manifest keeps serving.
+    pub fn spawn_watchers(self: &Arc<Self>, shutdown: tokio::sync::watch::Receiver<bool>) {
+        for ds in self.datasets.values() {
+            let (catalog, ds, mut shutdown) = (self.clone(), ds.clone(), shutdown.clone());
+            tokio::spawn(async move {
+                let mut delay = ds.refresh_interval;
+                loop {
+                    tokio::select! {
+                        _ = tokio::time::sleep(delay) => {}
+                        _ = shutdown.changed() => return,
+                    }
+                    delay = match catalog.refresh(&ds).await {
+                        Ok(_) => ds.refresh_interval,
+                        Err(e) => {
+                            tracing::warn!(dataset = %ds.name, error = %e, "listing failed; backing off");
+                            (delay * 2).min(Duration::from_secs(30))
+                        }
+                    };
+                }
+            });
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn parses_dataset_specs() {
+        let s: DatasetSpec = "yellow=s3://b/t/*.parquet".parse().expect("valid");
+        assert_eq!(s.name, "yellow");
+        assert_eq!(s.url, "s3://b/t/*.parquet");
+        assert!("yellow".parse::<DatasetSpec>().is_err());
+        assert!("1x=./d".parse::<DatasetSpec>().is_err());
+        assert!("a-b=./d".parse::<DatasetSpec>().is_err());
+    }
+}

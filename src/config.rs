@@ -1,0 +1,151 @@
+//! Command line and environment. Every flag has a `BRIDGE_*` variable; secrets are never echoed.
+
+use std::{net::SocketAddr, path::PathBuf, time::Duration};
+
+use clap::{Args, Parser, Subcommand};
+
+use crate::catalog::DatasetSpec;
+
+#[derive(Debug, Parser)]
+#[command(name = "bridge", version, about = "Arrow Flight server for Parquet datasets, powered by DuckDB")]
+pub struct Cli {
+    #[command(subcommand)]
+    pub command: Option<Command>,
+    #[command(flatten)]
+    pub serve: Config,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum Command {
+    /// Serve the datasets over Arrow Flight (the default).
+    Serve,
+    /// Write deterministic TLC-shaped yellow-taxi months as Parquet.
+    Gen(GenArgs),
+}
+
+#[derive(Debug, Args)]
+pub struct GenArgs {
+    /// Output directory.
+    #[arg(long, default_value = "./data/yellow")]
+    pub out: PathBuf,
+    /// First month, YYYY-MM.
+    #[arg(long, default_value = "2024-01")]
+    pub month: crate::gen::Month,
+    /// How many consecutive months.
+    #[arg(long, default_value_t = 1)]
+    pub months: usize,
+    /// Rows per month.
+    #[arg(long, default_value_t = 3_000_000)]
+    pub rows: usize,
+    /// Random seed; the same seed gives the same files.
+    #[arg(long, default_value_t = 42)]
+    pub seed: u64,
+}
+
+#[derive(Debug, Clone, Args)]
+pub struct Config {
+    /// Address to serve Flight on.
+    #[arg(long, env = "BRIDGE_LISTEN", default_value = "127.0.0.1:50051")]
+    pub listen: SocketAddr,
+    /// A dataset: NAME=GLOB, e.g. yellow=./data/yellow/*.parquet or yellow=s3://bucket/trips/*.parquet.
+    /// Repeat for more datasets (comma-separated in the env var).
+    #[arg(long = "dataset", env = "BRIDGE_DATASETS", value_delimiter = ',')]
+    pub datasets: Vec<DatasetSpec>,
+    /// Where Bridge keeps its DuckDB store and downloaded objects.
+    #[arg(long, env = "BRIDGE_CACHE_DIR", default_value = "./.cache/bridge")]
+    pub cache_dir: PathBuf,
+    /// How often each dataset's location is re-listed, e.g. 1s, 500ms, 1m.
+    #[arg(long, env = "BRIDGE_REFRESH_INTERVAL", default_value = "1s", value_parser = parse_duration)]
+    pub refresh_interval: Duration,
+    /// DuckDB memory limit.
+    #[arg(long, env = "BRIDGE_DUCKDB_MEMORY_LIMIT", default_value = "4GB")]
+    pub duckdb_memory_limit: String,
+    /// DuckDB worker threads (default: the number of cores).
+    #[arg(long, env = "BRIDGE_DUCKDB_THREADS")]
+    pub duckdb_threads: Option<usize>,
+    /// Target rows per Arrow batch sent to clients.
+    #[arg(long, env = "BRIDGE_BATCH_ROWS", default_value_t = 65_536)]
+    pub batch_rows: usize,
+    #[command(flatten)]
+    pub s3: S3Options,
+    /// Write the bound address to this file once the datasets are loaded (for test harnesses).
+    #[arg(long, env = "BRIDGE_ADDR_FILE", hide = true)]
+    pub addr_file: Option<PathBuf>,
+}
+
+/// S3 / MinIO settings, named as object_store names them. Unset values fall back to the standard
+/// `AWS_*` environment variables (AWS_ENDPOINT, AWS_REGION, AWS_ACCESS_KEY_ID, ...).
+#[derive(Debug, Clone, Default, Args)]
+pub struct S3Options {
+    /// S3 endpoint URL, e.g. http://127.0.0.1:9000 for MinIO.
+    #[arg(long = "s3-endpoint", env = "BRIDGE_S3_ENDPOINT")]
+    pub endpoint: Option<String>,
+    /// S3 region.
+    #[arg(long = "s3-region", env = "BRIDGE_S3_REGION")]
+    pub region: Option<String>,
+    /// Access key id.
+    #[arg(long = "s3-access-key-id", env = "BRIDGE_S3_ACCESS_KEY_ID", hide_env_values = true)]
+    pub access_key_id: Option<String>,
+    /// Secret access key.
+    #[arg(long = "s3-secret-access-key", env = "BRIDGE_S3_SECRET_ACCESS_KEY", hide_env_values = true)]
+    pub secret_access_key: Option<String>,
+    /// Allow plain http:// endpoints.
+    #[arg(long = "s3-allow-http", env = "BRIDGE_S3_ALLOW_HTTP")]
+    pub allow_http: bool,
+    /// Send unsigned requests (public buckets).
+    #[arg(long = "s3-anonymous", env = "BRIDGE_S3_ANONYMOUS")]
+    pub anonymous: bool,
+}
+
+impl Default for Config {
+    fn default() -> Self {
+        Config {
+            listen: SocketAddr::from(([127, 0, 0, 1], 0)),
+            datasets: Vec::new(),
+            cache_dir: PathBuf::from("./.cache/bridge"),
+            refresh_interval: Duration::from_secs(1),
+            duckdb_memory_limit: "4GB".into(),
+            duckdb_threads: None,
+            batch_rows: 65_536,
+            s3: S3Options::default(),
+            addr_file: None,
+        }
+    }
+}
+
+/// `250ms`, `1s`, `2m`, or plain seconds.
+pub fn parse_duration(s: &str) -> Result<Duration, String> {
+    let s = s.trim();
+    let (num, unit) = s.find(|c: char| !c.is_ascii_digit() && c != '.').map_or((s, "s"), |i| s.split_at(i));
+    let n: f64 = num.parse().map_err(|_| format!("bad duration {s:?}; use e.g. 500ms, 1s, 2m"))?;
+    let secs = match unit {
+        "ms" => n / 1000.0,
+        "s" => n,
+        "m" => n * 60.0,
+        _ => return Err(format!("bad duration unit in {s:?}; use ms, s or m")),
+    };
+    Ok(Duration::from_secs_f64(secs))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn durations() {
+        assert_eq!(parse_duration("500ms"), Ok(Duration::from_millis(500)));
+        assert_eq!(parse_duration("2m"), Ok(Duration::from_secs(120)));
+        assert_eq!(parse_duration("3"), Ok(Duration::from_secs(3)));
+        assert!(parse_duration("3h").is_err());
+    }
+
+    #[test]
+    fn cli_parses_datasets_and_s3() {
+        let cli = Cli::try_parse_from([
+            "bridge", "--dataset", "a=./x/*.parquet", "--dataset", "b=s3://bk/k/*.parquet", "--s3-allow-http",
+        ])
+        .expect("parses");
+        assert_eq!(cli.serve.datasets.len(), 2);
+        assert!(cli.serve.s3.allow_http);
+    }
+}

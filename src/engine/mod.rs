@@ -1,0 +1,124 @@
+//! DuckDB: the accelerated local store, its sandbox, and the blocking→async stream bridge.
+//!
+//! Every dataset's rows are ingested into a native DuckDB table (`bridge."t_<name>"`, sorted by
+//! pickup time so zone maps skip row groups outside a range), with a view `main."<name>"` for
+//! queries. One file = one transaction, so a file appears whole or not at all and running queries
+//! keep their snapshot. DuckDB never touches the network: remote objects are fetched by
+//! `object_store` first.
+
+mod ingest;
+mod schema;
+mod stream;
+
+use std::{path::{Path, PathBuf}, sync::Mutex};
+
+use duckdb::{Config, Connection};
+
+pub use ingest::{FileRow, IngestOutcome};
+pub use schema::Column;
+pub use stream::{Planned, QueryPlan, QueryStream};
+
+use crate::error::{Error, Result};
+
+/// DuckDB resource settings.
+#[derive(Debug, Clone)]
+pub struct EngineOptions {
+    /// Directory for the database file and spill files.
+    pub dir: PathBuf,
+    /// Directories user SQL may read (the local datasets); the engine's own dir is always allowed.
+    pub allowed_dirs: Vec<PathBuf>,
+    /// DuckDB `memory_limit`, e.g. "4GB".
+    pub memory_limit: String,
+    /// DuckDB worker threads.
+    pub threads: usize,
+}
+
+/// A handle to the embedded database. Each query gets its own connection (`try_clone`).
+pub struct Engine {
+    base: Mutex<Connection>,
+}
+
+impl std::fmt::Debug for Engine {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("Engine")
+    }
+}
+
+fn quote_literal(s: &str) -> String {
+    format!("'{}'", s.replace('\'', "''"))
+}
+
+/// `"name"` with embedded quotes doubled.
+pub fn quote_ident(s: &str) -> String {
+    format!("\"{}\"", s.replace('"', "\"\""))
+}
+
+impl Engine {
+    pub fn open(opts: &EngineOptions) -> Result<Self> {
+        std::fs::create_dir_all(&opts.dir).map_err(Error::internal)?;
+        let dir = std::fs::canonicalize(&opts.dir).map_err(Error::internal)?;
+        let config = Config::default()
+            .enable_autoload_extension(false)?
+            .max_memory(&opts.memory_limit)?
+            .threads(opts.threads.max(1) as i64)?;
+        let conn = Connection::open_with_flags(dir.join("bridge.duckdb"), config)?;
+        let mut allowed: Vec<String> = vec![quote_literal(&format!("{}/", dir.display()))];
+        for d in &opts.allowed_dirs {
+            allowed.push(quote_literal(&format!("{}/", d.display())));
+        }
+        let tmp = dir.join("tmp");
+        // The sandbox, in order: files only under our directories, no network, no extensions,
+        // and then nothing can change these settings again.
+        conn.execute_batch(&format!(
+            "SET temp_directory = {tmp};
+             SET allowed_directories = [{allowed}];
+             SET enable_external_access = false;
+             SET autoinstall_known_extensions = false;
+             SET allow_community_extensions = false;
+             SET lock_configuration = true;
+             CREATE SCHEMA IF NOT EXISTS bridge;
+             CREATE TABLE IF NOT EXISTS bridge.files (
+               dataset VARCHAR, key VARCHAR, etag VARCHAR, size BIGINT, rows BIGINT,
+               last_modified TIMESTAMPTZ, PRIMARY KEY (dataset, key));
+             CREATE TABLE IF NOT EXISTS bridge.versions (dataset VARCHAR PRIMARY KEY, version BIGINT);",
+            tmp = quote_literal(&tmp.display().to_string()),
+            allowed = allowed.join(", "),
+        ))?;
+        Ok(Engine { base: Mutex::new(conn) })
+    }
+
+    /// A fresh connection to the same database, for one query or one ingest.
+    pub fn connect(&self) -> Result<Connection> {
+        let base = self.base.lock().map_err(|_| Error::internal("engine lock poisoned"))?;
+        Ok(base.try_clone()?)
+    }
+
+    /// Runs a blocking closure on a fresh connection on tokio's blocking pool.
+    pub async fn with_conn<T, F>(self: &std::sync::Arc<Self>, f: F) -> Result<T>
+    where
+        T: Send + 'static,
+        F: FnOnce(&Connection) -> Result<T> + Send + 'static,
+    {
+        let engine = self.clone();
+        tokio::task::spawn_blocking(move || f(&engine.connect()?))
+            .await
+            .map_err(|e| Error::internal(format!("engine task failed: {e}")))?
+    }
+}
+
+/// The internal table that holds a dataset's rows.
+pub fn table_name(dataset: &str) -> String {
+    format!("bridge.{}", quote_ident(&format!("t_{dataset}")))
+}
+
+/// Path helper: DuckDB string literal for a local file.
+pub fn path_literal(p: &Path) -> String {
+    quote_literal(&p.display().to_string())
+}
+
+/// The dataset's current columns.
+pub fn columns_of(engine: &Engine, dataset: &str) -> Result<Vec<Column>> {
+    ingest::columns(&engine.connect()?, dataset)
+}
+
+pub use ingest::manifest;

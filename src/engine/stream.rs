@@ -1,0 +1,141 @@
+//! The blocking→async bridge: DuckDB runs on a blocking thread and feeds a bounded channel.
+//!
+//! * One connection per query, inside one transaction, so every statement of the query (stats,
+//!   manifest, rows) sees the same snapshot.
+//! * Batches are coalesced to `batch_rows` before they cross the channel: DuckDB's streaming
+//!   result yields filter-sized chunks (~200 rows for a 10 % filter), far too small to encode.
+//! * The channel holds a few batches; when the client goes away the receiver drops, the watcher
+//!   interrupts DuckDB, and the thread stops stepping.
+
+use std::{collections::HashMap, sync::Arc};
+
+use arrow::{compute::BatchCoalescer, datatypes::SchemaRef, record_batch::RecordBatch};
+use duckdb::Connection;
+use tokio::sync::{mpsc, oneshot};
+use tokio_stream::wrappers::ReceiverStream;
+
+use super::Engine;
+use crate::error::{Error, Result};
+
+/// What a query module hands the engine: run `prelude` work on the query's connection, return
+/// the statement to stream and the schema metadata to attach.
+pub type QueryPlan = Box<dyn FnOnce(&Connection) -> Result<PlannedSql> + Send>;
+
+#[derive(Debug, Clone, Default)]
+pub struct PlannedSql {
+    pub sql: String,
+    pub metadata: HashMap<String, String>,
+    /// Run the whole result into DuckDB's buffer first (faster for small known results) instead
+    /// of fetching lazily.
+    pub materialize: bool,
+}
+
+pub use PlannedSql as Planned;
+
+/// A running query: its schema (with metadata) and its batches.
+pub struct QueryStream {
+    pub schema: SchemaRef,
+    pub batches: ReceiverStream<Result<RecordBatch>>,
+}
+
+/// Batches in flight between DuckDB and the encoder, per query.
+const CHANNEL_DEPTH: usize = 4;
+
+impl Engine {
+    /// Starts `plan` and returns once its schema is known. With `schema_only`, the statement
+    /// runs with `LIMIT 0`: enough to know the schema, no rows.
+    pub async fn stream(self: &Arc<Self>, plan: QueryPlan, batch_rows: usize, schema_only: bool) -> Result<QueryStream> {
+        let conn = self.connect()?;
+        let interrupt = conn.interrupt_handle();
+        let (tx, rx) = mpsc::channel(CHANNEL_DEPTH);
+        let (schema_tx, schema_rx) = oneshot::channel();
+        let (done_tx, done_rx) = oneshot::channel::<()>();
+        // Interrupts DuckDB as soon as the consumer is gone, even mid-step.
+        let watch = tx.clone();
+        tokio::spawn(async move {
+            tokio::select! {
+                _ = watch.closed() => interrupt.interrupt(),
+                _ = done_rx => {}
+            }
+        });
+        tokio::task::spawn_blocking(move || {
+            run(conn, plan, batch_rows, schema_only, schema_tx, tx);
+            drop(done_tx);
+        });
+        let schema = schema_rx.await.map_err(|_| Error::internal("query thread ended before its schema"))??;
+        Ok(QueryStream { schema, batches: ReceiverStream::new(rx) })
+    }
+}
+
+fn start(conn: &Connection, plan: QueryPlan, schema_only: bool) -> Result<(PlannedSql, String)> {
+    conn.execute_batch("BEGIN TRANSACTION")?;
+    let planned = plan(conn)?;
+    let sql = if schema_only {
+        format!("SELECT * FROM ({}) LIMIT 0", planned.sql.trim().trim_end_matches(';'))
+    } else {
+        planned.sql.clone()
+    };
+    Ok((planned, sql))
+}
+
+fn run(
+    conn: Connection,
+    plan: QueryPlan,
+    batch_rows: usize,
+    schema_only: bool,
+    schema_tx: oneshot::Sender<Result<SchemaRef>>,
+    tx: mpsc::Sender<Result<RecordBatch>>,
+) {
+    let (planned, sql) = match start(&conn, plan, schema_only) {
+        Ok(x) => x,
+        Err(e) => return drop(schema_tx.send(Err(e))),
+    };
+    let mut stmt = match conn.prepare(&sql) {
+        Ok(s) => s,
+        Err(e) => return drop(schema_tx.send(Err(e.into()))),
+    };
+    let schema = if planned.materialize || schema_only {
+        stmt.query_arrow([]).map(|a| a.get_schema())
+    } else {
+        stmt.stream_arrow([]).map(|a| a.get_schema())
+    };
+    let schema = match schema {
+        Ok(s) => Arc::new(s.as_ref().clone().with_metadata(planned.metadata)),
+        Err(e) => return drop(schema_tx.send(Err(e.into()))),
+    };
+    if schema_tx.send(Ok(schema.clone())).is_err() {
+        return;
+    }
+    let mut coalescer = BatchCoalescer::new(schema.clone(), batch_rows.max(1));
+    let send = |batch: RecordBatch| -> bool {
+        let batch = batch.with_schema(schema.clone()).map_err(Error::from);
+        tx.blocking_send(batch).is_ok()
+    };
+    loop {
+        match stmt.step() {
+            Ok(Some(chunk)) => {
+                if let Err(e) = coalescer.push_batch(RecordBatch::from(&chunk)) {
+                    let _ = tx.blocking_send(Err(e.into()));
+                    return;
+                }
+                while let Some(batch) = coalescer.next_completed_batch() {
+                    if !send(batch) {
+                        return; // the client went away
+                    }
+                }
+            }
+            Ok(None) => break,
+            Err(e) => {
+                let _ = tx.blocking_send(Err(e.into()));
+                return;
+            }
+        }
+    }
+    if coalescer.finish_buffered_batch().is_ok() {
+        while let Some(batch) = coalescer.next_completed_batch() {
+            if !send(batch) {
+                return;
+            }
+        }
+    }
+}

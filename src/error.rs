@@ -1,0 +1,102 @@
+//! One error type for Bridge, and its one mapping to gRPC status codes.
+//!
+//! User errors carry a message a person can act on. Internal details (DuckDB, object store) go to
+//! the log; the client sees a short, stable message.
+
+use tonic::{Code, Status};
+
+pub type Result<T, E = Error> = std::result::Result<T, E>;
+
+#[derive(Debug, thiserror::Error)]
+pub enum Error {
+    /// The request is malformed or asks for something impossible: the client must change it.
+    #[error("{0}")]
+    InvalidArgument(String),
+    /// A named thing (dataset, query kind) does not exist.
+    #[error("{0}")]
+    NotFound(String),
+    /// The RPC or command exists in Flight but Bridge does not serve it.
+    #[error("{0}")]
+    Unimplemented(String),
+    /// The object store could not be reached or answered with an error; retrying may help.
+    #[error("object store unavailable: {0}")]
+    Unavailable(String),
+    /// A query ran out of memory or another resource limit.
+    #[error("{0}")]
+    ResourceExhausted(String),
+    /// The query was cancelled (client went away or an interrupt).
+    #[error("query cancelled")]
+    Cancelled,
+    /// A query failed inside DuckDB because of the user's SQL (binder/parser/type errors).
+    #[error("{0}")]
+    Query(String),
+    /// Anything else: a bug or an environment problem. Logged in full, reported briefly.
+    #[error("internal error: {0}")]
+    Internal(String),
+}
+
+impl Error {
+    pub fn invalid(msg: impl Into<String>) -> Self {
+        Error::InvalidArgument(msg.into())
+    }
+    pub fn internal(msg: impl std::fmt::Display) -> Self {
+        Error::Internal(msg.to_string())
+    }
+}
+
+impl From<duckdb::Error> for Error {
+    fn from(e: duckdb::Error) -> Self {
+        let msg = e.to_string();
+        // DuckDB reports the class of error as the message prefix.
+        for prefix in ["Parser Error", "Binder Error", "Catalog Error", "Conversion Error", "Invalid Input Error"] {
+            if msg.starts_with(prefix) {
+                return Error::Query(msg);
+            }
+        }
+        if msg.contains("INTERRUPT") || msg.contains("Interrupted") {
+            return Error::Cancelled;
+        }
+        if msg.starts_with("Out of Memory Error") {
+            return Error::ResourceExhausted(msg);
+        }
+        if msg.starts_with("Permission Error") {
+            return Error::InvalidArgument(format!("refused by the SQL sandbox: {msg}"));
+        }
+        Error::Internal(msg)
+    }
+}
+
+impl From<object_store::Error> for Error {
+    fn from(e: object_store::Error) -> Self {
+        match e {
+            object_store::Error::NotFound { path, .. } => Error::NotFound(format!("object {path} not found")),
+            other => Error::Unavailable(other.to_string()),
+        }
+    }
+}
+
+impl From<arrow::error::ArrowError> for Error {
+    fn from(e: arrow::error::ArrowError) -> Self {
+        Error::Internal(e.to_string())
+    }
+}
+
+impl From<Error> for Status {
+    fn from(e: Error) -> Self {
+        match e {
+            Error::InvalidArgument(m) | Error::Query(m) => Status::new(Code::InvalidArgument, m),
+            Error::NotFound(m) => Status::new(Code::NotFound, m),
+            Error::Unimplemented(m) => Status::new(Code::Unimplemented, m),
+            Error::Unavailable(m) => {
+                tracing::warn!(error = %m, "object store unavailable");
+                Status::new(Code::Unavailable, "object store unavailable; retry later")
+            }
+            Error::ResourceExhausted(m) => Status::new(Code::ResourceExhausted, m),
+            Error::Cancelled => Status::new(Code::Cancelled, "query cancelled"),
+            Error::Internal(m) => {
+                tracing::error!(error = %m, "internal error");
+                Status::new(Code::Internal, "internal error; see the server log")
+            }
+        }
+    }
+}

@@ -1,0 +1,14 @@
+//! DoGet: decode the ticket, plan, run, stream.
+
+use arrow_flight::{FlightData, Ticket};
+use tonic::Status;
+
+use super::{encode::encode, ticket, BoxStream};
+use crate::{queries, state::AppState};
+
+pub async fn do_get(state: &AppState, t: Ticket) -> Result<BoxStream<FlightData>, Status> {
+    let ticket = ticket::try_decode(&t.ticket)?;
+    let plan = queries::plan(ticket, state.catalog())?;
+    let query = state.catalog().engine().stream(plan, state.batch_rows(), false).await?;
+    Ok(encode(query))
+}

@@ -1,0 +1,41 @@
+//! GetFlightInfo and GetSchema: plan a command descriptor far enough to know the schema.
+//! Stateless: the endpoint's ticket is the command itself, re-run by DoGet.
+
+use arrow::{datatypes::SchemaRef, ipc::writer::IpcWriteOptions};
+use arrow_flight::{
+    flight_descriptor::DescriptorType, FlightDescriptor, FlightEndpoint, FlightInfo, SchemaAsIpc, SchemaResult,
+    Ticket as FlightTicket,
+};
+use tonic::Status;
+
+use super::ticket;
+use crate::{error::Error, queries, state::AppState};
+
+fn command(desc: &FlightDescriptor) -> Result<crate::proto::Ticket, Status> {
+    if desc.r#type() != DescriptorType::Cmd {
+        return Err(Error::invalid("use a CMD descriptor holding a ticket (JSON or protobuf); PATH descriptors are listed by ListFlights only").into());
+    }
+    Ok(ticket::try_decode(&desc.cmd)?)
+}
+
+/// The schema a ticket's DoGet will produce (with its metadata).
+pub async fn schema_of(state: &AppState, t: crate::proto::Ticket) -> Result<SchemaRef, Status> {
+    let plan = queries::plan(t, state.catalog())?;
+    Ok(state.catalog().engine().stream(plan, state.batch_rows(), true).await?.schema)
+}
+
+pub async fn get_flight_info(state: &AppState, desc: FlightDescriptor) -> Result<FlightInfo, Status> {
+    let t = command(&desc)?;
+    let schema = schema_of(state, t.clone()).await?;
+    let endpoint = FlightEndpoint::new().with_ticket(FlightTicket::new(ticket::encode(&t)));
+    FlightInfo::new()
+        .try_with_schema(&schema)
+        .map_err(|e| Status::internal(e.to_string()))
+        .map(|info| info.with_endpoint(endpoint).with_descriptor(desc).with_ordered(true))
+}
+
+pub async fn get_schema(state: &AppState, desc: FlightDescriptor) -> Result<SchemaResult, Status> {
+    let t = command(&desc)?;
+    let schema = schema_of(state, t).await?;
+    SchemaAsIpc::new(&schema, &IpcWriteOptions::default()).try_into().map_err(|e: arrow::error::ArrowError| Status::internal(e.to_string()))
+}

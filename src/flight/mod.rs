@@ -1,0 +1,89 @@
+//! The Flight service. Each RPC lives in its own file; this impl only routes: decode, call one
+//! function, map the error.
+
+mod do_get;
+mod encode;
+mod get_flight_info;
+mod list_flights;
+pub mod ticket;
+
+use std::pin::Pin;
+
+use arrow_flight::{
+    flight_service_server::FlightService, Action, ActionType, Criteria, Empty, FlightData, FlightDescriptor,
+    FlightInfo, HandshakeRequest, HandshakeResponse, PollInfo, PutResult, SchemaResult, Ticket,
+};
+use futures::Stream;
+use tonic::{Request, Response, Status, Streaming};
+
+use crate::state::AppState;
+
+type BoxStream<T> = Pin<Box<dyn Stream<Item = Result<T, Status>> + Send + 'static>>;
+
+/// Bridge's `FlightService`.
+#[derive(Debug, Clone)]
+pub struct BridgeFlight {
+    state: AppState,
+}
+
+impl BridgeFlight {
+    pub fn new(state: AppState) -> Self {
+        BridgeFlight { state }
+    }
+}
+
+fn unimplemented(what: &str) -> Status {
+    Status::unimplemented(format!("{what} is not supported by Bridge: it is read-only; use DoGet with a ticket"))
+}
+
+#[tonic::async_trait]
+impl FlightService for BridgeFlight {
+    type HandshakeStream = BoxStream<HandshakeResponse>;
+    type ListFlightsStream = BoxStream<FlightInfo>;
+    type DoGetStream = BoxStream<FlightData>;
+    type DoPutStream = BoxStream<PutResult>;
+    type DoExchangeStream = BoxStream<FlightData>;
+    type DoActionStream = BoxStream<arrow_flight::Result>;
+    type ListActionsStream = BoxStream<ActionType>;
+
+    async fn handshake(&self, _: Request<Streaming<HandshakeRequest>>) -> Result<Response<Self::HandshakeStream>, Status> {
+        Err(Status::unimplemented("Handshake is not needed: this Bridge runs without authentication"))
+    }
+
+    async fn list_flights(&self, _: Request<Criteria>) -> Result<Response<Self::ListFlightsStream>, Status> {
+        let infos = list_flights::list_flights(&self.state).await?;
+        Ok(Response::new(Box::pin(futures::stream::iter(infos.into_iter().map(Ok)))))
+    }
+
+    async fn get_flight_info(&self, req: Request<FlightDescriptor>) -> Result<Response<FlightInfo>, Status> {
+        Ok(Response::new(get_flight_info::get_flight_info(&self.state, req.into_inner()).await?))
+    }
+
+    async fn poll_flight_info(&self, _: Request<FlightDescriptor>) -> Result<Response<PollInfo>, Status> {
+        Err(Status::unimplemented("PollFlightInfo is not supported; use GetFlightInfo (queries start on DoGet)"))
+    }
+
+    async fn get_schema(&self, req: Request<FlightDescriptor>) -> Result<Response<SchemaResult>, Status> {
+        Ok(Response::new(get_flight_info::get_schema(&self.state, req.into_inner()).await?))
+    }
+
+    async fn do_get(&self, req: Request<Ticket>) -> Result<Response<Self::DoGetStream>, Status> {
+        Ok(Response::new(do_get::do_get(&self.state, req.into_inner()).await?))
+    }
+
+    async fn do_put(&self, _: Request<Streaming<FlightData>>) -> Result<Response<Self::DoPutStream>, Status> {
+        Err(unimplemented("DoPut"))
+    }
+
+    async fn do_exchange(&self, _: Request<Streaming<FlightData>>) -> Result<Response<Self::DoExchangeStream>, Status> {
+        Err(unimplemented("DoExchange"))
+    }
+
+    async fn do_action(&self, req: Request<Action>) -> Result<Response<Self::DoActionStream>, Status> {
+        Err(Status::unimplemented(format!("unknown action {:?}", req.into_inner().r#type)))
+    }
+
+    async fn list_actions(&self, _: Request<Empty>) -> Result<Response<Self::ListActionsStream>, Status> {
+        Ok(Response::new(Box::pin(futures::stream::empty())))
+    }
+}

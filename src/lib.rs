@@ -1,0 +1,31 @@
+//! Bridge: an Arrow Flight server that answers questions about Parquet datasets with an embedded
+//! DuckDB, and streams the answers as Arrow record batches.
+//!
+//! # Layout
+//!
+//! * [`config`]: command line and environment (clap).
+//! * [`catalog`]: datasets, object-store listing with globs, downloads, the watcher.
+//! * [`engine`]: DuckDB — the accelerated store (ingest), the sandbox, the stream bridge.
+//! * [`queries`]: the built-in tickets (`p90`, `outliers`) and `sql`, one file each.
+//! * [`flight`]: the Flight service, one file per RPC; tickets (protobuf or JSON).
+//! * [`server`]: `serve(listener, state, shutdown)`.
+//! * [`gen`]: the deterministic TLC-shaped data generator (`bridge gen`).
+
+pub mod catalog;
+pub mod config;
+pub mod engine;
+pub mod error;
+pub mod flight;
+pub mod gen;
+pub mod queries;
+pub mod server;
+pub mod state;
+
+/// Generated protobuf messages (`proto/bridge/v1/ticket.proto`).
+#[allow(clippy::all, missing_docs)]
+pub mod proto {
+    include!(concat!(env!("OUT_DIR"), "/bridge.v1.rs"));
+}
+
+pub use error::{Error, Result};
+pub use state::AppState;

@@ -1,0 +1,75 @@
+//! The `bridge` binary: parse configuration, set up logging, bind, load, serve.
+
+use std::process::ExitCode;
+
+use bridge::{config::{Cli, Command}, gen, server, AppState};
+use clap::Parser;
+use tracing_subscriber::EnvFilter;
+
+#[tokio::main]
+async fn main() -> ExitCode {
+    let cli = Cli::parse();
+    tracing_subscriber::fmt()
+        .with_env_filter(EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new("info")))
+        .init();
+    let result = match cli.command {
+        Some(Command::Gen(args)) => generate(args),
+        Some(Command::Serve) | None => run(cli.serve).await,
+    };
+    match result {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) => {
+            eprintln!("bridge: {e}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+fn generate(args: bridge::config::GenArgs) -> Result<(), Box<dyn std::error::Error>> {
+    for month in gen::months_from(args.month, args.months) {
+        let started = std::time::Instant::now();
+        let path = gen::write_month(&args.out, month, args.rows, args.seed)?;
+        println!("wrote {} ({} rows) in {:.1?}", path.display(), args.rows, started.elapsed());
+    }
+    Ok(())
+}
+
+async fn run(config: bridge::config::Config) -> Result<(), Box<dyn std::error::Error>> {
+    if config.datasets.is_empty() {
+        return Err("no datasets: pass --dataset NAME=GLOB (e.g. --dataset yellow=./data/yellow/*.parquet)".into());
+    }
+    let state = AppState::open(&config)?;
+    let listener = tokio::net::TcpListener::bind(config.listen).await.map_err(|e| format!("cannot bind {}: {e}", config.listen))?;
+    let addr = listener.local_addr()?;
+    let started = std::time::Instant::now();
+    if let Err(e) = state.catalog().refresh_all().await {
+        tracing::warn!(error = %e, "first listing failed; serving what is cached and retrying");
+    }
+    for ds in state.catalog().datasets() {
+        let snap = ds.snapshot();
+        tracing::info!(dataset = %ds.name, files = snap.files.len(), rows = snap.rows(), quarantined = snap.quarantined.len(), "dataset ready");
+    }
+    let (stop_tx, stop_rx) = tokio::sync::watch::channel(false);
+    state.catalog().spawn_watchers(stop_rx);
+    if let Some(path) = &config.addr_file {
+        let tmp = path.with_extension("tmp");
+        std::fs::write(&tmp, addr.to_string())?;
+        std::fs::rename(&tmp, path)?;
+    }
+    tracing::info!(%addr, elapsed = ?started.elapsed(), "serving Arrow Flight");
+    println!("Bridge is serving on grpc://{addr}. Try:");
+    println!("  python3 -c \"import pyarrow.flight as f; print(f.connect('grpc://{addr}').do_get(f.Ticket(b'{{\\\"query\\\":\\\"p90\\\",\\\"dataset\\\":\\\"yellow\\\",\\\"output\\\":\\\"summary\\\"}}')).read_all())\"");
+    let shutdown = async {
+        let ctrl_c = tokio::signal::ctrl_c();
+        #[cfg(unix)]
+        let mut term = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()).expect("SIGTERM handler");
+        #[cfg(unix)]
+        tokio::select! { _ = ctrl_c => {}, _ = term.recv() => {} }
+        #[cfg(not(unix))]
+        let _ = ctrl_c.await;
+        tracing::info!("shutting down");
+    };
+    server::serve(listener, state, shutdown).await?;
+    let _ = stop_tx.send(true);
+    Ok(())
+}

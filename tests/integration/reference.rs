@@ -1,0 +1,71 @@
+//! The independent computation: read the Parquet files with the `parquet` crate and apply the
+//! rules in plain Rust. Shares no code with Bridge's SQL.
+
+use std::{fs::File, path::PathBuf};
+
+use arrow::{
+    array::{Array, AsArray},
+    datatypes::{Float64Type, TimestampMicrosecondType},
+};
+use parquet::arrow::arrow_reader::ParquetRecordBatchReaderBuilder;
+
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct Trip {
+    pub pickup: i64,
+    pub dropoff: i64,
+    pub distance: Option<f64>,
+}
+
+pub fn trips(files: &[PathBuf]) -> Vec<Trip> {
+    let mut out = Vec::new();
+    for f in files {
+        let reader = ParquetRecordBatchReaderBuilder::try_new(File::open(f).expect("open")).expect("parquet").build().expect("reader");
+        for batch in reader {
+            let b = batch.expect("batch");
+            let pu = b.column_by_name("tpep_pickup_datetime").expect("pickup").as_primitive::<TimestampMicrosecondType>().clone();
+            let dof = b.column_by_name("tpep_dropoff_datetime").expect("dropoff").as_primitive::<TimestampMicrosecondType>().clone();
+            let d = b.column_by_name("trip_distance").expect("distance").as_primitive::<Float64Type>().clone();
+            for i in 0..b.num_rows() {
+                out.push(Trip { pickup: pu.value(i), dropoff: dof.value(i), distance: (!d.is_null(i)).then(|| d.value(i)) });
+            }
+        }
+    }
+    out
+}
+
+/// Microseconds since the epoch for a naive `YYYY-MM-DD`.
+pub fn day(s: &str) -> i64 {
+    chrono::NaiveDate::parse_from_str(s, "%Y-%m-%d").expect("date").and_hms_opt(0, 0, 0).expect("midnight").and_utc().timestamp_micros()
+}
+
+pub fn in_range(t: &Trip, from: Option<i64>, to: Option<i64>) -> bool {
+    from.is_none_or(|f| t.pickup >= f) && to.is_none_or(|e| t.pickup < e)
+}
+
+/// Linear interpolation between closest ranks, NULLs excluded (DuckDB's quantile_cont).
+pub fn quantile_cont(values: &mut [f64], q: f64) -> Option<f64> {
+    if values.is_empty() {
+        return None;
+    }
+    values.sort_by(|a, b| a.total_cmp(b));
+    let pos = q * (values.len() - 1) as f64;
+    let (lo, hi) = (pos.floor() as usize, pos.ceil() as usize);
+    Some(values[lo] + (values[hi] - values[lo]) * (pos - lo as f64))
+}
+
+/// The physics rule with the default bounds; None = valid.
+pub fn reason(t: &Trip) -> Option<&'static str> {
+    let hours = (t.dropoff - t.pickup) as f64 / 3_600_000_000.0;
+    if !(hours > 0.0 && hours <= 10.0) {
+        return Some("duration");
+    }
+    let Some(d) = t.distance else { return Some("speed") };
+    let speed = d / hours;
+    if !(2.5..=80.0).contains(&speed) {
+        return Some("speed");
+    }
+    if !(0.1..=800.0).contains(&d) {
+        return Some("distance");
+    }
+    None
+}
