@@ -328,7 +328,7 @@ mod tests {
         assert_eq!(s23.fields().len(), 19);
         assert_eq!(s25.fields().len(), 20);
         assert!(s23.field_with_name("airport_fee").is_ok());
-        assert_eq!(s25.field_with_name("VendorID").map(|f| f.data_type().clone()), Ok(DataType::Int32));
+        assert_eq!(s25.field_with_name("VendorID").map(|f| f.data_type().clone()).ok(), Some(DataType::Int32));
     }
 
     #[test]

@@ -61,7 +61,7 @@ impl Engine {
             .enable_autoload_extension(false)?
             .max_memory(&opts.memory_limit)?
             .threads(opts.threads.max(1) as i64)?;
-        let conn = Connection::open_with_flags(dir.join("bridge.duckdb"), config)?;
+        let conn = Connection::open_with_flags(dir.join("store.duckdb"), config)?;
         let mut allowed: Vec<String> = vec![quote_literal(&format!("{}/", dir.display()))];
         for d in &opts.allowed_dirs {
             allowed.push(quote_literal(&format!("{}/", d.display())));

@@ -19,7 +19,7 @@ use crate::{
 
 /// Results known to be at most this many rows are materialized by DuckDB (faster than fetching
 /// lazily in filter-sized chunks); larger ones stream with bounded memory.
-pub const MATERIALIZE_MAX_ROWS: u64 = 200_000;
+pub const MATERIALIZE_MAX_ROWS: u64 = 500_000;
 
 /// Validates `ticket` and returns its plan.
 pub fn plan(ticket: Ticket, catalog: &Catalog) -> Result<QueryPlan> {

@@ -2,7 +2,8 @@
 //!
 //! A trip is valid iff `min_duration < duration_hours <= max_duration`,
 //! `min_speed <= avg_speed_mph <= max_speed` and `min_distance <= trip_distance <= max_distance`;
-//! NULLs are outliers. `reason` is the first rule that failed, in that order.
+//! NULLs are outliers. `reason` is the first rule that failed, in that order. `avg_speed_mph` is NULL
+//! where the duration is not positive (the speed is undefined; such trips fail the duration rule).
 
 use duckdb::Connection;
 
@@ -92,7 +93,7 @@ pub fn plan(o: Outliers, catalog: &Catalog) -> Result<QueryPlan> {
             "WITH base AS (
                SELECT *, date_diff('microsecond', tpep_pickup_datetime, tpep_dropoff_datetime) / 3600000000.0 AS duration_hours
                FROM {ds} WHERE {pred}),
-             calc AS (SELECT *, trip_distance / duration_hours AS avg_speed_mph FROM base),
+             calc AS (SELECT *, CASE WHEN duration_hours > 0 THEN trip_distance / duration_hours END AS avg_speed_mph FROM base),
              flagged AS (
                SELECT *, CASE
                  WHEN duration_hours IS NULL OR NOT (duration_hours > {d0} AND duration_hours <= {d1}) THEN 'duration'

@@ -16,7 +16,7 @@ use crate::{
 
 /// Checks that `sql` is one SELECT statement, with DuckDB's parser.
 pub fn check_read_only(conn: &Connection, sql: &str) -> Result<()> {
-    let json: String = conn.query_row("SELECT json_serialize_sql(?)", [sql], |r| r.get(0))?;
+    let json: String = conn.query_row("SELECT json_serialize_sql(CAST(? AS VARCHAR))", [sql], |r| r.get(0))?;
     let parsed: serde_json::Value = serde_json::from_str(&json).map_err(Error::internal)?;
     if parsed["error"].as_bool() == Some(true) {
         let msg = parsed["error_message"].as_str().unwrap_or("not a query");

@@ -69,3 +69,33 @@ pub fn reason(t: &Trip) -> Option<&'static str> {
     }
     None
 }
+
+fn columns_named(files: &[PathBuf], name: &str) -> Vec<arrow::array::ArrayRef> {
+    let mut out = Vec::new();
+    for f in files {
+        let reader = ParquetRecordBatchReaderBuilder::try_new(File::open(f).expect("open")).expect("parquet").build().expect("reader");
+        for batch in reader {
+            let b = batch.expect("batch");
+            let schema = b.schema();
+            if let Some((i, _)) = schema.fields().iter().enumerate().find(|(_, f)| f.name().eq_ignore_ascii_case(name)) {
+                out.push(b.column(i).clone());
+            }
+        }
+    }
+    out
+}
+
+/// Non-null values of a column matched case-insensitively, across files.
+pub fn non_null(files: &[PathBuf], name: &str) -> usize {
+    columns_named(files, name).iter().map(|a| a.len() - a.null_count()).sum()
+}
+
+/// Sum of a numeric column (any int or float type), as f64, in file order.
+pub fn sum_as_f64(files: &[PathBuf], name: &str) -> f64 {
+    let mut total = 0.0;
+    for a in columns_named(files, name) {
+        let a = arrow::compute::cast(&a, &arrow::datatypes::DataType::Float64).expect("cast");
+        total += a.as_primitive::<Float64Type>().iter().flatten().sum::<f64>();
+    }
+    total
+}
