@@ -1,0 +1,46 @@
+# The README's commands. `make run` serves a sample month; `make test` runs every test.
+SHELL := /bin/bash
+export DUCKDB_LIB_DIR := $(CURDIR)/.duckdb
+VENV := $(CURDIR)/.venv
+PY := $(VENV)/bin/python
+BIN := target/release/bridge
+ROWS ?= 3000000
+MONTH ?= 2024-01
+
+.PHONY: run test build libduckdb venv data bench lint clean
+
+libduckdb: $(DUCKDB_LIB_DIR)/libduckdb.so
+$(DUCKDB_LIB_DIR)/libduckdb.so:
+	scripts/fetch-libduckdb.sh $(DUCKDB_LIB_DIR)
+
+build: libduckdb
+	cargo build --release --bins --examples
+
+data: build
+	@if ! ls data/yellow/*.parquet >/dev/null 2>&1; then $(BIN) gen --out data/yellow --month $(MONTH) --rows $(ROWS); fi
+
+run: data
+	$(BIN) --dataset 'yellow=./data/yellow/*.parquet' --listen 127.0.0.1:50051
+
+venv: $(VENV)/.installed
+$(VENV)/.installed: requirements-test.txt
+	python3 -m venv $(VENV)
+	$(VENV)/bin/pip install -q --upgrade pip
+	$(VENV)/bin/pip install -q -r requirements-test.txt
+	touch $@
+
+test: libduckdb venv
+	cargo build --release --bins
+	cargo test --release
+	BRIDGE_BIN=$(CURDIR)/$(BIN) $(PY) -m pytest -q tests/python
+
+bench: build venv
+	cargo bench --bench do_get
+	BRIDGE_BIN=$(CURDIR)/$(BIN) $(PY) benches/e2e.py
+
+lint: libduckdb
+	cargo fmt --check
+	cargo clippy --release --all-targets -- -D warnings
+
+clean:
+	rm -rf target .cache

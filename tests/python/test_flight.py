@@ -1,0 +1,100 @@
+"""pyarrow.flight against the real binary: every RPC, every ticket, every error code."""
+import json
+
+import pyarrow as pa
+import pyarrow.flight as flight
+import pytest
+
+import reference as ref
+
+
+def test_list_flights_describes_datasets_and_queries(bridge, files):
+    infos = list(bridge.client.list_flights())
+    dataset = [i for i in infos if i.descriptor.path == [b"yellow"]]
+    assert len(dataset) == 1
+    assert dataset[0].total_records == sum(pa.parquet.ParquetFile(f).metadata.num_rows for f in files)
+    assert "trip_distance" in dataset[0].schema.names
+    kinds = [json.loads(i.app_metadata)["query"] for i in infos if json.loads(i.app_metadata)["kind"] == "query"]
+    assert kinds == ["p90", "outliers", "sql"]
+    # Every example command in ListFlights is a working ticket.
+    for i in infos:
+        if i.descriptor.descriptor_type == flight.DescriptorType.CMD:
+            assert bridge.client.do_get(i.endpoints[0].ticket).read_all().schema is not None
+
+
+@pytest.mark.parametrize("frm,to", [("2024-01-01", "2024-02-01"), ("2024-02-03", "2024-02-04"), (None, None)])
+def test_p90_matches_duckdb_reference(bridge, files, frm, to):
+    ticket = {"query": "p90", "dataset": "yellow"}
+    if frm:
+        ticket.update({"from": frm, "to": to})
+    got = bridge.get(ticket)
+    thr, want = ref.p90(files, frm, to)
+    assert ref.key(got) == ref.key(want)
+    md = got.schema.metadata
+    assert float(md[b"bridge.p90.threshold"]) == thr
+    assert int(md[b"bridge.p90.trips_above"]) == want.num_rows
+
+
+def test_p90_summary_and_info_schema(bridge, files):
+    t = {"query": "p90", "dataset": "yellow", "from": "2024-01-01", "to": "2024-02-01", "output": "summary", "percentile": 0.5}
+    got = bridge.get(t).to_pylist()[0]
+    thr, want = ref.p90(files, "2024-01-01", "2024-02-01", 0.5)
+    assert got["threshold"] == thr and got["trips_above"] == want.num_rows
+    desc = flight.FlightDescriptor.for_command(json.dumps(t))
+    info = bridge.client.get_flight_info(desc)
+    assert info.schema.names == ["range_from", "range_to", "percentile", "trips_in_range", "threshold", "trips_above"]
+    assert bridge.client.get_schema(desc).schema.names == info.schema.names
+    assert bridge.client.do_get(info.endpoints[0].ticket).read_all().to_pylist()[0] == got
+
+
+def test_outliers_match_pyarrow_reference(bridge, files):
+    got = bridge.get({"query": "outliers", "dataset": "yellow", "from": "2024-01-01", "to": "2024-02-01"})
+    want = ref.outliers(files, "2024-01-01", "2024-02-01")
+    cols = ("tpep_pickup_datetime", "tpep_dropoff_datetime", "trip_distance", "reason")
+    assert ref.key(got, cols) == ref.key(want, cols)
+    assert set(got["reason"].to_pylist()) == {"duration", "speed", "distance"}
+
+
+def test_top10_fastest_within_p90(bridge):
+    got = bridge.get({"query": "outliers", "dataset": "yellow", "within_p90": True, "order_by": "avg_speed_mph desc", "limit": 10})
+    speeds = got["avg_speed_mph"].to_pylist()
+    assert len(speeds) == 10 and speeds == sorted(speeds, reverse=True)
+    thr = float(got.schema.metadata[b"bridge.p90.threshold"])
+    assert min(got["trip_distance"].to_pylist()) > thr
+
+
+def test_sql_matches_duckdb_reference(bridge, files):
+    got = bridge.get({"query": "sql", "sql": "SELECT payment_type, count(*) AS n FROM yellow GROUP BY 1 ORDER BY 1"})
+    paths = ", ".join(f"'{f}'" for f in files)
+    want = ref.duckdb.sql(f"SELECT payment_type, count(*) AS n FROM read_parquet([{paths}]) GROUP BY 1 ORDER BY 1").to_arrow_table()
+    assert got.to_pylist() == want.to_pylist()
+
+
+@pytest.mark.parametrize("ticket,code,needle", [
+    (b'{"query":"nope"}', "INVALID_ARGUMENT", "unknown query kind"),
+    (b'{"query":"p90",', "INVALID_ARGUMENT", "not valid JSON"),
+    (b'\xff\x00garbage', "INVALID_ARGUMENT", "neither"),
+    (b'{"query":"p90","dataset":"yellow","from":"01/02/2024"}', "INVALID_ARGUMENT", "ISO-8601"),
+    (b'{"query":"p90","dataset":"yellow","from":"2024-02-01","to":"2024-01-01"}', "INVALID_ARGUMENT", "before"),
+    (b'{"query":"p90","dataset":"yellow","percentile":1}', "INVALID_ARGUMENT", "percentile"),
+    (b'{"query":"p90","dataset":"yellow","columns":["bogus"]}', "INVALID_ARGUMENT", "unknown column"),
+    (b'{"query":"outliers","dataset":"yellow","order_by":"reason; drop"}', "INVALID_ARGUMENT", "order_by"),
+    (b'{"query":"p90","dataset":"green"}', "NOT_FOUND", "unknown dataset"),
+    (b'{"query":"sql","sql":"DROP VIEW yellow"}', "INVALID_ARGUMENT", "read-only"),
+    (b'{"query":"sql","sql":"SELECT * FROM read_csv(\'/etc/passwd\')"}', "INVALID_ARGUMENT", "sandbox"),
+])
+def test_errors_have_codes_and_messages(bridge, ticket, code, needle):
+    # pyarrow raises ArrowInvalid for INVALID_ARGUMENT and ArrowKeyError for NOT_FOUND.
+    expected = pa.ArrowKeyError if code == "NOT_FOUND" else pa.ArrowInvalid
+    with pytest.raises(expected) as e:
+        bridge.client.do_get(flight.Ticket(ticket)).read_all()
+    assert f"gRPC client debug context: {code}:" in str(e.value)
+    assert needle in str(e.value)
+
+
+def test_unknown_action_and_unsupported_rpcs(bridge):
+    with pytest.raises(pa.ArrowNotImplementedError, match="unknown action"):
+        list(bridge.client.do_action(flight.Action("drop", b"")))
+    with pytest.raises(pa.ArrowNotImplementedError):
+        writer, _ = bridge.client.do_put(flight.FlightDescriptor.for_path("yellow"), pa.schema([("a", pa.int64())]))
+        writer.close()
