@@ -64,8 +64,8 @@ def generate(out, months, rows=ROWS):
 
 
 class Bridge(Service):
-    def __init__(self, datasets, cache_dir, extra=(), env=None):
-        args = [BIN, "--listen", "127.0.0.1:0", "--cache-dir", str(cache_dir), "--duckdb-memory-limit", "1GB"]
+    def __init__(self, datasets, cache_dir, extra=(), env=None, memory_limit="1GB"):
+        args = [BIN, "--listen", "127.0.0.1:0", "--cache-dir", str(cache_dir), "--duckdb-memory-limit", memory_limit]
         for d in datasets:
             args += ["--dataset", d]
         super().__init__(args + list(extra), env={"RUST_LOG": "warn", **(env or {})})
