@@ -142,7 +142,12 @@ mod tests {
     #[test]
     fn cli_parses_datasets_and_s3() {
         let cli = Cli::try_parse_from([
-            "bridge", "--dataset", "a=./x/*.parquet", "--dataset", "b=s3://bk/k/*.parquet", "--s3-allow-http",
+            "bridge",
+            "--dataset",
+            "a=./x/*.parquet",
+            "--dataset",
+            "b=s3://bk/k/*.parquet",
+            "--s3-allow-http",
         ])
         .expect("parses");
         assert_eq!(cli.serve.datasets.len(), 2);

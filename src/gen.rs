@@ -90,7 +90,13 @@ pub fn schema_for(month: Month) -> SchemaRef {
         f("payment_type", DataType::Int64),
     ];
     for money in [
-        "fare_amount", "extra", "mta_tax", "tip_amount", "tolls_amount", "improvement_surcharge", "total_amount",
+        "fare_amount",
+        "extra",
+        "mta_tax",
+        "tip_amount",
+        "tolls_amount",
+        "improvement_surcharge",
+        "total_amount",
         "congestion_surcharge",
     ] {
         fields.push(f(money, DataType::Float64));
@@ -291,7 +297,8 @@ pub fn write_month(dir: &Path, month: Month, rows: usize, seed: u64) -> std::io:
         .set_compression(Compression::SNAPPY)
         .set_max_row_group_row_count(Some(1 << 20))
         .build();
-    let mut writer = ArrowWriter::try_new(File::create(&tmp)?, schema.clone(), Some(props)).map_err(std::io::Error::other)?;
+    let mut writer =
+        ArrowWriter::try_new(File::create(&tmp)?, schema.clone(), Some(props)).map_err(std::io::Error::other)?;
     let mut gen = TripGen::new(month, seed);
     let mut left = rows;
     while left > 0 {

@@ -2,7 +2,10 @@
 
 use std::process::ExitCode;
 
-use bridge::{config::{Cli, Command}, gen, server, AppState};
+use bridge::{
+    config::{Cli, Command},
+    gen, server, AppState,
+};
 use clap::Parser;
 use tracing_subscriber::EnvFilter;
 
@@ -39,7 +42,9 @@ async fn run(config: bridge::config::Config) -> Result<(), Box<dyn std::error::E
         return Err("no datasets: pass --dataset NAME=GLOB (e.g. --dataset yellow=./data/yellow/*.parquet)".into());
     }
     let state = AppState::open(&config)?;
-    let listener = tokio::net::TcpListener::bind(config.listen).await.map_err(|e| format!("cannot bind {}: {e}", config.listen))?;
+    let listener = tokio::net::TcpListener::bind(config.listen)
+        .await
+        .map_err(|e| format!("cannot bind {}: {e}", config.listen))?;
     let addr = listener.local_addr()?;
     let started = std::time::Instant::now();
     if let Err(e) = state.catalog().refresh_all().await {
@@ -62,7 +67,8 @@ async fn run(config: bridge::config::Config) -> Result<(), Box<dyn std::error::E
     let shutdown = async {
         let ctrl_c = tokio::signal::ctrl_c();
         #[cfg(unix)]
-        let mut term = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()).expect("SIGTERM handler");
+        let mut term =
+            tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()).expect("SIGTERM handler");
         #[cfg(unix)]
         tokio::select! { _ = ctrl_c => {}, _ = term.recv() => {} }
         #[cfg(not(unix))]

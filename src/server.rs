@@ -12,7 +12,11 @@ use crate::{flight::BridgeFlight, state::AppState};
 const MAX_MESSAGE_BYTES: usize = 64 * 1024 * 1024;
 
 /// Serves Flight on `listener` until `shutdown` resolves, then lets running streams finish.
-pub async fn serve(listener: TcpListener, state: AppState, shutdown: impl Future<Output = ()> + Send) -> Result<(), tonic::transport::Error> {
+pub async fn serve(
+    listener: TcpListener,
+    state: AppState,
+    shutdown: impl Future<Output = ()> + Send,
+) -> Result<(), tonic::transport::Error> {
     let service = FlightServiceServer::new(BridgeFlight::new(state))
         .max_decoding_message_size(MAX_MESSAGE_BYTES)
         .max_encoding_message_size(MAX_MESSAGE_BYTES);

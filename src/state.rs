@@ -23,7 +23,8 @@ struct Inner {
 impl AppState {
     /// Opens the engine and the catalog described by `config` (nothing is listed yet).
     pub fn open(config: &Config) -> Result<Self> {
-        let threads = config.duckdb_threads.unwrap_or_else(|| std::thread::available_parallelism().map_or(2, |n| n.get()));
+        let threads =
+            config.duckdb_threads.unwrap_or_else(|| std::thread::available_parallelism().map_or(2, |n| n.get()));
         let mut catalog_dirs = Vec::new();
         let specs = &config.datasets;
         let cache_dir = config.cache_dir.clone();
@@ -37,7 +38,11 @@ impl AppState {
         }
         let engine = Arc::new(Engine::open(&EngineOptions {
             dir: cache_dir.join("store"),
-            allowed_dirs: [vec![std::fs::canonicalize(&cache_dir).map_err(crate::error::Error::internal)?], catalog_dirs].concat(),
+            allowed_dirs: [
+                vec![std::fs::canonicalize(&cache_dir).map_err(crate::error::Error::internal)?],
+                catalog_dirs,
+            ]
+            .concat(),
             memory_limit: config.duckdb_memory_limit.clone(),
             threads,
         })?);

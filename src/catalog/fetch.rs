@@ -48,7 +48,10 @@ async fn download(location: &Location, entry: &ObjectEntry, tmp: &FsPath) -> Res
     }
     file.flush().await.map_err(Error::internal)?;
     if written != entry.size {
-        return Err(Error::Unavailable(format!("{} changed while downloading ({written} of {} bytes)", entry.key, entry.size)));
+        return Err(Error::Unavailable(format!(
+            "{} changed while downloading ({written} of {} bytes)",
+            entry.key, entry.size
+        )));
     }
     Ok(())
 }

@@ -10,7 +10,10 @@ use futures::TryStreamExt;
 use globset::{GlobBuilder, GlobMatcher};
 use object_store::{aws::AmazonS3Builder, local::LocalFileSystem, path::Path, ObjectStore, RetryConfig};
 
-use crate::{config::S3Options, error::{Error, Result}};
+use crate::{
+    config::S3Options,
+    error::{Error, Result},
+};
 
 /// One listed object.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -104,12 +107,22 @@ impl Location {
         std::fs::create_dir_all(&dir).map_err(|e| Error::invalid(format!("dataset directory {dir}: {e}")))?;
         let root = std::fs::canonicalize(&dir).map_err(|e| Error::invalid(format!("dataset directory {dir}: {e}")))?;
         let store = LocalFileSystem::new_with_prefix(&root).map_err(|e| Error::invalid(format!("{dir}: {e}")))?;
-        Ok(Location { url: url.to_string(), store: Arc::new(store), prefix: None, glob: matcher(&pattern)?, local_root: Some(root) })
+        Ok(Location {
+            url: url.to_string(),
+            store: Arc::new(store),
+            prefix: None,
+            glob: matcher(&pattern)?,
+            local_root: Some(root),
+        })
     }
 
     fn remote(url: &str, store: Arc<dyn ObjectStore>, key_glob: &str) -> Result<Self> {
         let (prefix, pattern) = split_glob(key_glob);
-        let pattern = if pattern.is_empty() { format!("{}/**/*.parquet", prefix.trim_end_matches('/')) } else { format!("{prefix}/{pattern}") };
+        let pattern = if pattern.is_empty() {
+            format!("{}/**/*.parquet", prefix.trim_end_matches('/'))
+        } else {
+            format!("{prefix}/{pattern}")
+        };
         let pattern = pattern.trim_start_matches('/').to_string();
         let prefix = (!prefix.is_empty()).then(|| Path::from(prefix.as_str()));
         Ok(Location { url: url.to_string(), store, prefix, glob: matcher(&pattern)?, local_root: None })

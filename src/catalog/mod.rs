@@ -95,7 +95,13 @@ pub struct Catalog {
 }
 
 impl Catalog {
-    pub fn new(specs: &[DatasetSpec], s3: &S3Options, refresh: Duration, engine: Arc<Engine>, cache_dir: PathBuf) -> Result<Self> {
+    pub fn new(
+        specs: &[DatasetSpec],
+        s3: &S3Options,
+        refresh: Duration,
+        engine: Arc<Engine>,
+        cache_dir: PathBuf,
+    ) -> Result<Self> {
         let mut datasets = BTreeMap::new();
         for spec in specs {
             let location = Location::parse(&spec.url, s3)?;
@@ -153,7 +159,8 @@ impl Catalog {
         };
         let engine = self.engine.clone();
         let name = ds.name.clone();
-        let (_, known) = tokio::task::spawn_blocking(move || engine.manifest(&name)).await.map_err(Error::internal)??;
+        let (_, known) =
+            tokio::task::spawn_blocking(move || engine.manifest(&name)).await.map_err(Error::internal)??;
         let mut quarantined = before.quarantined.clone();
         quarantined.retain(|key, _| listed.iter().any(|e| &e.key == key));
         let mut last_error = None;
@@ -180,7 +187,8 @@ impl Catalog {
         }
         for gone in known.iter().filter(|f| !listed.iter().any(|e| e.key == f.key)) {
             let (engine, name, key) = (self.engine.clone(), ds.name.clone(), gone.key.clone());
-            let version = tokio::task::spawn_blocking(move || engine.remove(&name, &key)).await.map_err(Error::internal)??;
+            let version =
+                tokio::task::spawn_blocking(move || engine.remove(&name, &key)).await.map_err(Error::internal)??;
             tracing::info!(dataset = %ds.name, key = %gone.key, version, "removed");
         }
         self.publish(ds, quarantined, last_error).await
@@ -189,12 +197,18 @@ impl Catalog {
     async fn ingest(&self, ds: &Dataset, entry: &ObjectEntry) -> Result<IngestOutcome> {
         let local = fetch::local_copy(&ds.location, entry, &self.cache_dir).await?;
         let (engine, name, e, path) = (self.engine.clone(), ds.name.clone(), entry.clone(), local.clone());
-        let outcome = tokio::task::spawn_blocking(move || engine.ingest(&name, &e, &path)).await.map_err(Error::internal)?;
+        let outcome =
+            tokio::task::spawn_blocking(move || engine.ingest(&name, &e, &path)).await.map_err(Error::internal)?;
         fetch::release(&ds.location, &local).await;
         outcome
     }
 
-    async fn publish(&self, ds: &Dataset, quarantined: BTreeMap<String, Quarantined>, last_error: Option<String>) -> Result<u64> {
+    async fn publish(
+        &self,
+        ds: &Dataset,
+        quarantined: BTreeMap<String, Quarantined>,
+        last_error: Option<String>,
+    ) -> Result<u64> {
         let (engine, name) = (self.engine.clone(), ds.name.clone());
         let (version, files, columns) = tokio::task::spawn_blocking(move || -> Result<_> {
             let (version, files) = engine.manifest(&name)?;

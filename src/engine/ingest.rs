@@ -36,18 +36,15 @@ pub fn columns(conn: &Connection, dataset: &str) -> Result<Vec<Column>> {
         "SELECT column_name, data_type FROM information_schema.columns
          WHERE table_schema = 'bridge' AND table_name = ? AND column_name <> ? ORDER BY ordinal_position",
     )?;
-    let rows = stmt.query_map(params![format!("t_{dataset}"), FILE_COLUMN], |r| {
-        Ok(Column { name: r.get(0)?, ty: r.get(1)? })
-    })?;
+    let rows = stmt
+        .query_map(params![format!("t_{dataset}"), FILE_COLUMN], |r| Ok(Column { name: r.get(0)?, ty: r.get(1)? }))?;
     Ok(rows.collect::<Result<Vec<_>, _>>()?)
 }
 
 fn file_columns(conn: &Connection, local: &Path) -> std::result::Result<Vec<Column>, String> {
     let sql = format!("DESCRIBE SELECT * FROM read_parquet({})", path_literal(local));
     let mut stmt = conn.prepare(&sql).map_err(|e| e.to_string())?;
-    let rows = stmt
-        .query_map([], |r| Ok(Column { name: r.get(0)?, ty: r.get(1)? }))
-        .map_err(|e| e.to_string())?;
+    let rows = stmt.query_map([], |r| Ok(Column { name: r.get(0)?, ty: r.get(1)? })).map_err(|e| e.to_string())?;
     rows.collect::<Result<Vec<_>, _>>().map_err(|e| e.to_string())
 }
 
@@ -139,7 +136,14 @@ impl Engine {
                 .map_err(e)?;
             conn.execute(
                 "INSERT OR REPLACE INTO bridge.files VALUES (?, ?, ?, ?, ?, make_timestamptz(?))",
-                params![dataset, entry.key, entry.etag, entry.size as i64, rows as i64, entry.last_modified.timestamp_micros()],
+                params![
+                    dataset,
+                    entry.key,
+                    entry.etag,
+                    entry.size as i64,
+                    rows as i64,
+                    entry.last_modified.timestamp_micros()
+                ],
             )
             .map_err(e)?;
             let version = bump_version(&conn, dataset).map_err(|x| x.to_string())?;

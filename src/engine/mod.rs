@@ -10,7 +10,10 @@ mod ingest;
 mod schema;
 mod stream;
 
-use std::{path::{Path, PathBuf}, sync::Mutex};
+use std::{
+    path::{Path, PathBuf},
+    sync::Mutex,
+};
 
 use duckdb::{Config, Connection};
 

@@ -36,7 +36,8 @@ pub fn widen(a: &str, b: &str) -> Option<String> {
     if numeric(a) && numeric(b) {
         return Some("DOUBLE".to_string());
     }
-    if a.starts_with("TIMESTAMP") && b.starts_with("TIMESTAMP") && !a.contains("TIME ZONE") && !b.contains("TIME ZONE") {
+    if a.starts_with("TIMESTAMP") && b.starts_with("TIMESTAMP") && !a.contains("TIME ZONE") && !b.contains("TIME ZONE")
+    {
         return Some("TIMESTAMP".to_string());
     }
     None
@@ -70,9 +71,8 @@ pub fn unify(table: &[Column], file: &[Column]) -> Result<Plan, String> {
                 }
             }
             Some(t) => {
-                let ty = widen(&t.ty, &f.ty).ok_or_else(|| {
-                    format!("column {:?} is {} here but {} in earlier files", f.name, f.ty, t.ty)
-                })?;
+                let ty = widen(&t.ty, &f.ty)
+                    .ok_or_else(|| format!("column {:?} is {} here but {} in earlier files", f.name, f.ty, t.ty))?;
                 if ty != t.ty {
                     plan.retype.push(Column { name: t.name.clone(), ty });
                 }

@@ -44,7 +44,12 @@ const CHANNEL_DEPTH: usize = 4;
 impl Engine {
     /// Starts `plan` and returns once its schema is known. With `schema_only`, the statement
     /// runs with `LIMIT 0`: enough to know the schema, no rows.
-    pub async fn stream(self: &Arc<Self>, plan: QueryPlan, batch_rows: usize, schema_only: bool) -> Result<QueryStream> {
+    pub async fn stream(
+        self: &Arc<Self>,
+        plan: QueryPlan,
+        batch_rows: usize,
+        schema_only: bool,
+    ) -> Result<QueryStream> {
         let conn = self.connect()?;
         let interrupt = conn.interrupt_handle();
         let (tx, rx) = mpsc::channel(CHANNEL_DEPTH);

@@ -13,7 +13,10 @@ use crate::{error::Error, queries, state::AppState};
 
 fn command(desc: &FlightDescriptor) -> Result<crate::proto::Ticket, Status> {
     if desc.r#type() != DescriptorType::Cmd {
-        return Err(Error::invalid("use a CMD descriptor holding a ticket (JSON or protobuf); PATH descriptors are listed by ListFlights only").into());
+        return Err(Error::invalid(
+            "use a CMD descriptor holding a ticket (JSON or protobuf); PATH descriptors are listed by ListFlights only",
+        )
+        .into());
     }
     Ok(ticket::try_decode(&desc.cmd)?)
 }
@@ -37,5 +40,7 @@ pub async fn get_flight_info(state: &AppState, desc: FlightDescriptor) -> Result
 pub async fn get_schema(state: &AppState, desc: FlightDescriptor) -> Result<SchemaResult, Status> {
     let t = command(&desc)?;
     let schema = schema_of(state, t).await?;
-    SchemaAsIpc::new(&schema, &IpcWriteOptions::default()).try_into().map_err(|e: arrow::error::ArrowError| Status::internal(e.to_string()))
+    SchemaAsIpc::new(&schema, &IpcWriteOptions::default())
+        .try_into()
+        .map_err(|e: arrow::error::ArrowError| Status::internal(e.to_string()))
 }

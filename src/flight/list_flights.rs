@@ -11,7 +11,12 @@ use tonic::Status;
 use super::{get_flight_info::schema_of, ticket};
 use crate::state::AppState;
 
-fn info(schema: &arrow::datatypes::Schema, desc: FlightDescriptor, ticket: Vec<u8>, meta: serde_json::Value) -> Result<FlightInfo, Status> {
+fn info(
+    schema: &arrow::datatypes::Schema,
+    desc: FlightDescriptor,
+    ticket: Vec<u8>,
+    meta: serde_json::Value,
+) -> Result<FlightInfo, Status> {
     Ok(FlightInfo::new()
         .try_with_schema(schema)
         .map_err(|e| Status::internal(e.to_string()))?
@@ -25,7 +30,8 @@ pub async fn list_flights(state: &AppState) -> Result<Vec<FlightInfo>, Status> {
     let mut first = None;
     for ds in state.catalog().datasets() {
         let snap = ds.snapshot();
-        let sql = json!({"query": "sql", "sql": format!("SELECT * FROM {}", crate::engine::quote_ident(&ds.name))}).to_string();
+        let sql = json!({"query": "sql", "sql": format!("SELECT * FROM {}", crate::engine::quote_ident(&ds.name))})
+            .to_string();
         let Ok(schema) = schema_of(state, ticket::try_decode(sql.as_bytes())?).await else {
             continue; // no readable file yet
         };
@@ -34,7 +40,10 @@ pub async fn list_flights(state: &AppState) -> Result<Vec<FlightInfo>, Status> {
             "files": snap.files.len(), "rows": snap.rows(), "quarantined": snap.quarantined.len(),
         });
         let rows = i64::try_from(snap.rows()).unwrap_or(i64::MAX);
-        out.push(info(&schema, FlightDescriptor::new_path(vec![ds.name.clone()]), sql.into_bytes(), meta)?.with_total_records(rows));
+        out.push(
+            info(&schema, FlightDescriptor::new_path(vec![ds.name.clone()]), sql.into_bytes(), meta)?
+                .with_total_records(rows),
+        );
         first.get_or_insert(ds.name.clone());
     }
     let Some(dataset) = first else { return Ok(out) };

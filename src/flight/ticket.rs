@@ -35,8 +35,15 @@ const COMMON: [&str; 2] = ["query", "dataset"];
 const RANGE: [&str; 2] = ["from", "to"];
 const P90_FIELDS: [&str; 4] = ["percentile", "columns", "limit", "output"];
 const OUTLIER_FIELDS: [&str; 9] = [
-    "within_p90", "limit", "order_by", "min_duration_hours", "max_duration_hours", "min_speed_mph", "max_speed_mph",
-    "min_distance", "max_distance",
+    "within_p90",
+    "limit",
+    "order_by",
+    "min_duration_hours",
+    "max_duration_hours",
+    "min_speed_mph",
+    "max_speed_mph",
+    "min_distance",
+    "max_distance",
 ];
 
 #[derive(Deserialize, Default)]
@@ -83,15 +90,18 @@ fn from_json(bytes: &[u8]) -> Result<Ticket> {
     let value: Value =
         serde_json::from_slice(bytes).map_err(|e| Error::invalid(format!("ticket is not valid JSON: {e}")))?;
     let obj = value.as_object().ok_or_else(|| Error::invalid("ticket JSON must be an object"))?;
-    let kind = obj.get("query").and_then(Value::as_str).ok_or_else(|| {
-        Error::invalid("ticket JSON needs \"query\": one of \"p90\", \"outliers\", \"sql\"")
-    })?;
+    let kind = obj
+        .get("query")
+        .and_then(Value::as_str)
+        .ok_or_else(|| Error::invalid("ticket JSON needs \"query\": one of \"p90\", \"outliers\", \"sql\""))?;
     let allowed: Vec<&str> = match kind {
         "p90" => COMMON.iter().chain(&RANGE).chain(&P90_FIELDS).copied().collect(),
         "outliers" => COMMON.iter().chain(&RANGE).chain(&OUTLIER_FIELDS).copied().collect(),
         "sql" => vec!["query", "sql"],
         other => {
-            return Err(Error::invalid(format!("unknown query kind {other:?}; use one of \"p90\", \"outliers\", \"sql\"")))
+            return Err(Error::invalid(format!(
+                "unknown query kind {other:?}; use one of \"p90\", \"outliers\", \"sql\""
+            )))
         }
     };
     check_fields(obj, kind, &allowed)?;

@@ -41,7 +41,9 @@ pub fn require_tlc(dataset: &str, snap: &Snapshot, query: &str) -> Result<()> {
     }
     for c in TLC_COLUMNS {
         if snap.column(c).is_none() {
-            return Err(Error::invalid(format!("dataset {dataset} has no column {c}; the {query} query needs yellow-taxi columns")));
+            return Err(Error::invalid(format!(
+                "dataset {dataset} has no column {c}; the {query} query needs yellow-taxi columns"
+            )));
         }
     }
     Ok(())
@@ -49,7 +51,12 @@ pub fn require_tlc(dataset: &str, snap: &Snapshot, query: &str) -> Result<()> {
 
 /// Freshness metadata of `dataset` as this query's snapshot sees it. `suffix` distinguishes
 /// datasets in SQL results (`bridge.manifest_version.yellow`).
-pub fn manifest_metadata(conn: &Connection, dataset: &str, suffix: bool, md: &mut HashMap<String, String>) -> Result<()> {
+pub fn manifest_metadata(
+    conn: &Connection,
+    dataset: &str,
+    suffix: bool,
+    md: &mut HashMap<String, String>,
+) -> Result<()> {
     let (version, files) = manifest(conn, dataset)?;
     let key = |k: &str| if suffix { format!("bridge.{k}.{dataset}") } else { format!("bridge.{k}") };
     if !suffix {

@@ -17,8 +17,15 @@ use crate::{
 
 /// Columns `order_by` may name (besides every dataset column of a numeric or time type).
 const ORDERABLE: [&str; 9] = [
-    "avg_speed_mph", "duration_hours", "trip_distance", "tpep_pickup_datetime", "tpep_dropoff_datetime",
-    "fare_amount", "total_amount", "tip_amount", "passenger_count",
+    "avg_speed_mph",
+    "duration_hours",
+    "trip_distance",
+    "tpep_pickup_datetime",
+    "tpep_dropoff_datetime",
+    "fare_amount",
+    "total_amount",
+    "tip_amount",
+    "passenger_count",
 ];
 
 #[derive(Debug, Clone, Copy, PartialEq)]
@@ -47,7 +54,9 @@ impl Bounds {
             ("distance", b.min_distance, b.max_distance),
         ] {
             if !lo.is_finite() || !hi.is_finite() || lo > hi {
-                return Err(Error::invalid(format!("min_{name} ({lo}) must be a number no greater than max_{name} ({hi})")));
+                return Err(Error::invalid(format!(
+                    "min_{name} ({lo}) must be a number no greater than max_{name} ({hi})"
+                )));
             }
         }
         Ok(b)
@@ -86,7 +95,8 @@ pub fn plan(o: Outliers, catalog: &Catalog) -> Result<QueryPlan> {
             let s = p90::stats(conn, &dataset, &range, 0.9)?;
             let thr = s.threshold.map(double).unwrap_or_else(|| "NULL".into());
             pred = format!("{pred} AND trip_distance > {thr}");
-            metadata.insert("bridge.p90.threshold".into(), s.threshold.map(|t| format!("{t:?}")).unwrap_or("null".into()));
+            metadata
+                .insert("bridge.p90.threshold".into(), s.threshold.map(|t| format!("{t:?}")).unwrap_or("null".into()));
             metadata.insert("bridge.p90.trips_above".into(), s.trips_above.to_string());
         }
         let sql = format!(

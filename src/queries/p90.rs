@@ -7,7 +7,11 @@
 
 use duckdb::Connection;
 
-use super::{double, limit_clause, manifest_metadata, projection, range::{literal, Range}, require_tlc, MATERIALIZE_MAX_ROWS};
+use super::{
+    double, limit_clause, manifest_metadata, projection,
+    range::{literal, Range},
+    require_tlc, MATERIALIZE_MAX_ROWS,
+};
 use crate::{
     catalog::Catalog,
     engine::{quote_ident, Planned, QueryPlan},
@@ -34,7 +38,8 @@ pub fn stats(conn: &Connection, dataset: &str, range: &Range, percentile: f64) -
         pred = range.predicate(),
         p = double(percentile),
     );
-    let (threshold, n, above): (Option<f64>, i64, i64) = conn.query_row(&sql, [], |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?)))?;
+    let (threshold, n, above): (Option<f64>, i64, i64) =
+        conn.query_row(&sql, [], |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?)))?;
     Ok(Stats { threshold, trips_in_range: n as u64, trips_above: above as u64 })
 }
 

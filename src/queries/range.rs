@@ -23,10 +23,11 @@ pub fn parse_timestamp(field: &str, s: &str) -> Result<NaiveDateTime> {
     if let Ok(d) = NaiveDate::parse_from_str(s, "%Y-%m-%d") {
         return Ok(d.and_hms_opt(0, 0, 0).unwrap_or_default());
     }
-    FORMATS
-        .iter()
-        .find_map(|f| NaiveDateTime::parse_from_str(s, f).ok())
-        .ok_or_else(|| Error::invalid(format!("{field}: {s:?} is not an ISO-8601 date or datetime (e.g. 2023-01-01 or 2023-01-01T08:30:00)")))
+    FORMATS.iter().find_map(|f| NaiveDateTime::parse_from_str(s, f).ok()).ok_or_else(|| {
+        Error::invalid(format!(
+            "{field}: {s:?} is not an ISO-8601 date or datetime (e.g. 2023-01-01 or 2023-01-01T08:30:00)"
+        ))
+    })
 }
 
 impl Range {

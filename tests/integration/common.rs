@@ -9,10 +9,9 @@ use futures::TryStreamExt;
 use tokio::{net::TcpListener, sync::oneshot, task::JoinHandle};
 
 pub struct Fixture {
-    pub dir: tempfile::TempDir,
+    _dir: tempfile::TempDir,
     pub data: PathBuf,
     pub client: FlightClient,
-    pub state: AppState,
     stop: Option<oneshot::Sender<()>>,
     server: Option<JoinHandle<()>>,
 }
@@ -55,7 +54,7 @@ impl Fixture {
             .connect()
             .await
             .expect("connect");
-        Fixture { dir, data, client: FlightClient::new(channel), state, stop: Some(stop), server: Some(server) }
+        Fixture { _dir: dir, data, client: FlightClient::new(channel), stop: Some(stop), server: Some(server) }
     }
 
     /// DoGet with a JSON ticket: the schema (with metadata) and every batch.

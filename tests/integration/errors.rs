@@ -11,7 +11,11 @@ async fn bad_tickets_get_precise_codes() {
         (r#"{"query":"p99","dataset":"yellow"}"#, Code::InvalidArgument, "unknown query kind"),
         (r#"{"query":"p90","dataset":"yellow""#, Code::InvalidArgument, "not valid JSON"),
         (r#"{"query":"p90","dataset":"yellow","from":"tomorrow"}"#, Code::InvalidArgument, "ISO-8601"),
-        (r#"{"query":"p90","dataset":"yellow","from":"2024-02-01","to":"2024-01-01"}"#, Code::InvalidArgument, "before"),
+        (
+            r#"{"query":"p90","dataset":"yellow","from":"2024-02-01","to":"2024-01-01"}"#,
+            Code::InvalidArgument,
+            "before",
+        ),
         (r#"{"query":"p90","dataset":"yellow","percentile":1.5}"#, Code::InvalidArgument, "percentile"),
         (r#"{"query":"p90","dataset":"yellow","percentile":0}"#, Code::InvalidArgument, "percentile"),
         (r#"{"query":"p90","dataset":"yellow","columns":["nope"]}"#, Code::InvalidArgument, "unknown column"),
@@ -26,6 +30,7 @@ async fn bad_tickets_get_precise_codes() {
         assert_eq!(err.code(), code, "{ticket}: {}", err.message());
         assert!(err.message().contains(needle), "{ticket}: message {:?} lacks {needle:?}", err.message());
     }
-    let err = fx.client.do_get(arrow_flight::Ticket::new(vec![0xff, 0x00, 0x13])).await.err().map(crate::common::status);
+    let err =
+        fx.client.do_get(arrow_flight::Ticket::new(vec![0xff, 0x00, 0x13])).await.err().map(crate::common::status);
     assert_eq!(err.map(|e| e.code()), Some(Code::InvalidArgument));
 }

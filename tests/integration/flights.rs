@@ -10,7 +10,10 @@ use crate::common::{status, Fixture, ROWS};
 async fn list_info_schema_and_get_agree() {
     let mut fx = Fixture::start(&["2024-01"]).await;
     let infos: Vec<_> = fx.client.list_flights("").await.expect("list").try_collect().await.expect("infos");
-    let dataset = infos.iter().find(|i| i.flight_descriptor.as_ref().is_some_and(|d| d.path == ["yellow"])).expect("dataset info");
+    let dataset = infos
+        .iter()
+        .find(|i| i.flight_descriptor.as_ref().is_some_and(|d| d.path == ["yellow"]))
+        .expect("dataset info");
     assert_eq!(dataset.total_records, ROWS as i64);
     let kinds: Vec<String> = infos
         .iter()

@@ -15,7 +15,8 @@ fn rows(batches: &[RecordBatch]) -> Vec<(i64, i64, u64, String)> {
     let mut out = Vec::new();
     for b in batches {
         let pu = b.column_by_name("tpep_pickup_datetime").expect("pickup").as_primitive::<TimestampMicrosecondType>();
-        let dof = b.column_by_name("tpep_dropoff_datetime").expect("dropoff").as_primitive::<TimestampMicrosecondType>();
+        let dof =
+            b.column_by_name("tpep_dropoff_datetime").expect("dropoff").as_primitive::<TimestampMicrosecondType>();
         let d = b.column_by_name("trip_distance").expect("distance").as_primitive::<Float64Type>();
         let reason = b.column_by_name("reason").map(|r| r.as_string::<i32>().clone());
         for i in 0..b.num_rows() {
@@ -84,11 +85,15 @@ async fn p90_options_percentile_columns_limit_summary() {
         assert!(d.iter().all(|v| v.is_some_and(|v| v > thr)));
     }
 
-    let (_, batches) = fx.get(r#"{"query":"p90","dataset":"yellow","percentile":0.75,"output":"summary"}"#).await.expect("summary");
+    let (_, batches) =
+        fx.get(r#"{"query":"p90","dataset":"yellow","percentile":0.75,"output":"summary"}"#).await.expect("summary");
     assert_eq!(num_rows(&batches), 1);
     let b = &batches[0];
     assert_eq!(b.column_by_name("threshold").expect("col").as_primitive::<Float64Type>().value(0), thr);
-    assert_eq!(b.column_by_name("trips_above").expect("col").as_primitive::<Int64Type>().value(0), expected.len() as i64);
+    assert_eq!(
+        b.column_by_name("trips_above").expect("col").as_primitive::<Int64Type>().value(0),
+        expected.len() as i64
+    );
     assert_eq!(b.column_by_name("trips_in_range").expect("col").as_primitive::<Int64Type>().value(0), ROWS as i64);
     assert!(b.column_by_name("range_from").expect("col").is_null(0));
 }
@@ -96,7 +101,8 @@ async fn p90_options_percentile_columns_limit_summary() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn p90_empty_range_still_has_schema() {
     let mut fx = Fixture::start(&["2024-01"]).await;
-    let (schema, batches) = fx.get(r#"{"query":"p90","dataset":"yellow","from":"1999-01-01","to":"1999-01-02"}"#).await.expect("empty");
+    let (schema, batches) =
+        fx.get(r#"{"query":"p90","dataset":"yellow","from":"1999-01-01","to":"1999-01-02"}"#).await.expect("empty");
     assert_eq!(num_rows(&batches), 0);
     assert!(schema.field_with_name("trip_distance").is_ok());
     assert_eq!(schema.metadata()["bridge.p90.threshold"], "null");
@@ -110,12 +116,17 @@ async fn outliers_match_reference_with_reasons() {
     let mut expected: Vec<_> = trips
         .iter()
         .filter(|t| in_range(t, Some(day(from)), Some(day(to))))
-        .filter_map(|t| reference::reason(t).map(|r| (t.pickup, t.dropoff, t.distance.unwrap_or_default().to_bits(), r.to_string())))
+        .filter_map(|t| {
+            reference::reason(t).map(|r| (t.pickup, t.dropoff, t.distance.unwrap_or_default().to_bits(), r.to_string()))
+        })
         .collect();
     expected.sort();
     let reasons: std::collections::BTreeSet<&str> = expected.iter().map(|e| e.3.as_str()).collect();
     assert_eq!(reasons.len(), 3, "the generator produces every kind of outlier: {reasons:?}");
-    let (schema, batches) = fx.get(&format!(r#"{{"query":"outliers","dataset":"yellow","from":"{from}","to":"{to}"}}"#)).await.expect("outliers");
+    let (schema, batches) = fx
+        .get(&format!(r#"{{"query":"outliers","dataset":"yellow","from":"{from}","to":"{to}"}}"#))
+        .await
+        .expect("outliers");
     assert_eq!(rows(&batches), expected);
     assert!(schema.field_with_name("avg_speed_mph").is_ok() && schema.field_with_name("duration_hours").is_ok());
 }
@@ -138,7 +149,10 @@ async fn outliers_top_fastest_within_p90_and_custom_bounds() {
         .await
         .expect("top 10");
     assert_eq!(num_rows(&batches), 10);
-    let speeds: Vec<f64> = batches.iter().flat_map(|b| b.column_by_name("avg_speed_mph").expect("speed").as_primitive::<Float64Type>().values().to_vec()).collect();
+    let speeds: Vec<f64> = batches
+        .iter()
+        .flat_map(|b| b.column_by_name("avg_speed_mph").expect("speed").as_primitive::<Float64Type>().values().to_vec())
+        .collect();
     let want: Vec<f64> = expected.iter().take(10).map(|e| e.0).collect();
     assert_eq!(speeds, want);
 
@@ -191,7 +205,11 @@ async fn drifting_years_serve_together() {
     assert_eq!(col(2), reference::non_null(&files, "cbd_congestion_fee") as i64);
     assert_eq!(col(2), ROWS as i64);
     let pax = b.column(3).as_primitive::<Float64Type>().value(0);
-    assert_eq!(pax, reference::sum_as_f64(&files, "passenger_count"), "double (2023) and int64 (2024+) passenger counts sum together");
+    assert_eq!(
+        pax,
+        reference::sum_as_f64(&files, "passenger_count"),
+        "double (2023) and int64 (2024+) passenger counts sum together"
+    );
     let (schema, _) = fx.get(r#"{"query":"sql","sql":"SELECT * FROM yellow LIMIT 1"}"#).await.expect("schema");
     assert_eq!(schema.field_with_name("VendorID").expect("id").data_type(), &arrow::datatypes::DataType::Int64);
     assert!(schema.field_with_name("airport_fee").is_ok());

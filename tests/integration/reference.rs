@@ -19,14 +19,29 @@ pub struct Trip {
 pub fn trips(files: &[PathBuf]) -> Vec<Trip> {
     let mut out = Vec::new();
     for f in files {
-        let reader = ParquetRecordBatchReaderBuilder::try_new(File::open(f).expect("open")).expect("parquet").build().expect("reader");
+        let reader = ParquetRecordBatchReaderBuilder::try_new(File::open(f).expect("open"))
+            .expect("parquet")
+            .build()
+            .expect("reader");
         for batch in reader {
             let b = batch.expect("batch");
-            let pu = b.column_by_name("tpep_pickup_datetime").expect("pickup").as_primitive::<TimestampMicrosecondType>().clone();
-            let dof = b.column_by_name("tpep_dropoff_datetime").expect("dropoff").as_primitive::<TimestampMicrosecondType>().clone();
+            let pu = b
+                .column_by_name("tpep_pickup_datetime")
+                .expect("pickup")
+                .as_primitive::<TimestampMicrosecondType>()
+                .clone();
+            let dof = b
+                .column_by_name("tpep_dropoff_datetime")
+                .expect("dropoff")
+                .as_primitive::<TimestampMicrosecondType>()
+                .clone();
             let d = b.column_by_name("trip_distance").expect("distance").as_primitive::<Float64Type>().clone();
             for i in 0..b.num_rows() {
-                out.push(Trip { pickup: pu.value(i), dropoff: dof.value(i), distance: (!d.is_null(i)).then(|| d.value(i)) });
+                out.push(Trip {
+                    pickup: pu.value(i),
+                    dropoff: dof.value(i),
+                    distance: (!d.is_null(i)).then(|| d.value(i)),
+                });
             }
         }
     }
@@ -35,7 +50,12 @@ pub fn trips(files: &[PathBuf]) -> Vec<Trip> {
 
 /// Microseconds since the epoch for a naive `YYYY-MM-DD`.
 pub fn day(s: &str) -> i64 {
-    chrono::NaiveDate::parse_from_str(s, "%Y-%m-%d").expect("date").and_hms_opt(0, 0, 0).expect("midnight").and_utc().timestamp_micros()
+    chrono::NaiveDate::parse_from_str(s, "%Y-%m-%d")
+        .expect("date")
+        .and_hms_opt(0, 0, 0)
+        .expect("midnight")
+        .and_utc()
+        .timestamp_micros()
 }
 
 pub fn in_range(t: &Trip, from: Option<i64>, to: Option<i64>) -> bool {
@@ -73,11 +93,15 @@ pub fn reason(t: &Trip) -> Option<&'static str> {
 fn columns_named(files: &[PathBuf], name: &str) -> Vec<arrow::array::ArrayRef> {
     let mut out = Vec::new();
     for f in files {
-        let reader = ParquetRecordBatchReaderBuilder::try_new(File::open(f).expect("open")).expect("parquet").build().expect("reader");
+        let reader = ParquetRecordBatchReaderBuilder::try_new(File::open(f).expect("open"))
+            .expect("parquet")
+            .build()
+            .expect("reader");
         for batch in reader {
             let b = batch.expect("batch");
             let schema = b.schema();
-            if let Some((i, _)) = schema.fields().iter().enumerate().find(|(_, f)| f.name().eq_ignore_ascii_case(name)) {
+            if let Some((i, _)) = schema.fields().iter().enumerate().find(|(_, f)| f.name().eq_ignore_ascii_case(name))
+            {
                 out.push(b.column(i).clone());
             }
         }

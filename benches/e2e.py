@@ -1,0 +1,66 @@
+"""End-to-end benchmark: Bridge beside the Python peer, same tickets, same files, same run.
+
+Run with: make bench   (or BRIDGE_BIN=target/release/bridge .venv/bin/python benches/e2e.py)
+Env: BENCH_ROWS (rows per month, default 3,000,000), BENCH_RUNS (default 9).
+Prints a Markdown table of p50/p95 latency per ticket and the ratio peer/Bridge (medians).
+"""
+import json
+import os
+import statistics
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+import pyarrow.flight as flight
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "tests" / "python"))
+from conftest import Bridge, Service, generate  # noqa: E402
+
+ROWS = int(os.environ.get("BENCH_ROWS", 3_000_000))
+RUNS = int(os.environ.get("BENCH_RUNS", 9))
+TICKETS = [
+    ("p90 month", {"query": "p90", "dataset": "yellow", "from": "2024-01-01", "to": "2024-02-01"}),
+    ("p90 day", {"query": "p90", "dataset": "yellow", "from": "2024-01-17", "to": "2024-01-18"}),
+    ("outliers month", {"query": "outliers", "dataset": "yellow", "from": "2024-01-01", "to": "2024-02-01"}),
+    ("bulk sql scan", {"query": "sql", "sql": "SELECT * FROM yellow"}),
+]
+
+
+def measure(client, ticket):
+    times, nbytes, rows = [], 0, 0
+    raw = json.dumps(ticket).encode()
+    client.do_get(flight.Ticket(raw)).read_all()  # warm-up
+    for _ in range(RUNS):
+        start = time.perf_counter()
+        table = client.do_get(flight.Ticket(raw)).read_all()
+        times.append(time.perf_counter() - start)
+        nbytes, rows = table.nbytes, table.num_rows
+    times.sort()
+    return statistics.median(times), times[min(len(times) - 1, int(len(times) * 0.95))], nbytes, rows
+
+
+def main():
+    with tempfile.TemporaryDirectory() as tmp:
+        data = Path(tmp) / "yellow"
+        files = generate(data, ["2024-01"], rows=ROWS)
+        bridge = Bridge([f"yellow={data}/*.parquet"], Path(tmp) / "cache", memory_limit="4GB")
+        peer = Service([sys.executable, str(Path(__file__).parent / "peer_server.py"), *map(str, files)])
+        peer_client = flight.connect("grpc://" + peer.wait_for(r"grpc://([0-9.]+:\d+)").group(1))
+        try:
+            print(f"\n{ROWS:,} rows in one month, {RUNS} runs each, 127.0.0.1, {os.cpu_count()} cores\n")
+            print("| ticket | rows | Bridge p50 | Bridge p95 | peer p50 | peer p95 | peer/Bridge (p50) | Bridge MB/s |")
+            print("|---|---:|---:|---:|---:|---:|---:|---:|")
+            for name, ticket in TICKETS:
+                b50, b95, nbytes, rows = measure(bridge.client, ticket)
+                p50, p95, _, prows = measure(peer_client, ticket)
+                assert rows == prows, f"{name}: Bridge returned {rows} rows, the peer {prows}"
+                print(f"| {name} | {rows:,} | {b50*1e3:.1f} ms | {b95*1e3:.1f} ms | {p50*1e3:.1f} ms | {p95*1e3:.1f} ms "
+                      f"| {p50/b50:.2f}x | {nbytes/b50/1e6:,.0f} |", flush=True)
+        finally:
+            bridge.stop()
+            peer.stop()
+
+
+if __name__ == "__main__":
+    main()

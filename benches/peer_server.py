@@ -1,0 +1,50 @@
+"""The peer Bridge is measured against: what a user would write in an afternoon.
+
+A pyarrow.flight server with DuckDB-Python that answers the same JSON tickets by querying the
+Parquet files on every request. Run: python benches/peer_server.py FILE... (prints its port).
+"""
+import json
+import sys
+
+import duckdb
+import pyarrow.flight as flight
+
+
+class Peer(flight.FlightServerBase):
+    def __init__(self, files):
+        super().__init__("grpc://127.0.0.1:0")
+        self.con = duckdb.connect()
+        paths = ", ".join(f"'{f}'" for f in files)
+        self.con.execute(f"CREATE VIEW yellow AS SELECT * FROM read_parquet([{paths}], union_by_name=true)")
+
+    def do_get(self, context, ticket):
+        t = json.loads(ticket.ticket)
+        con = self.con.cursor()
+        bounds = []
+        if "from" in t:
+            bounds.append(f"tpep_pickup_datetime >= TIMESTAMP '{t['from']}'")
+        if "to" in t:
+            bounds.append(f"tpep_pickup_datetime < TIMESTAMP '{t['to']}'")
+        where = " AND ".join(bounds) or "TRUE"
+        if t["query"] == "p90":
+            thr = con.execute(f"SELECT quantile_cont(trip_distance, 0.9) FROM yellow WHERE {where}").fetchall()[0][0]
+            sql = f"SELECT * FROM yellow WHERE {where} AND trip_distance > {thr!r}"
+        elif t["query"] == "outliers":
+            sql = f"""WITH b AS (SELECT *, date_diff('microsecond', tpep_pickup_datetime, tpep_dropoff_datetime) / 3600000000.0 AS duration_hours
+                       FROM yellow WHERE {where}),
+                  c AS (SELECT *, CASE WHEN duration_hours > 0 THEN trip_distance / duration_hours END AS avg_speed_mph FROM b)
+                  SELECT *, CASE WHEN NOT coalesce(duration_hours > 0 AND duration_hours <= 10, false) THEN 'duration'
+                                 WHEN NOT coalesce(avg_speed_mph BETWEEN 2.5 AND 80, false) THEN 'speed'
+                                 ELSE 'distance' END AS reason
+                  FROM c WHERE NOT coalesce(duration_hours > 0 AND duration_hours <= 10 AND avg_speed_mph BETWEEN 2.5 AND 80
+                                            AND trip_distance BETWEEN 0.1 AND 800, false)"""
+        else:
+            sql = t["sql"]
+        reader = con.sql(sql).to_arrow_reader(65536)
+        return flight.RecordBatchStream(reader)
+
+
+if __name__ == "__main__":
+    server = Peer(sys.argv[1:])
+    print(f"peer serving on grpc://127.0.0.1:{server.port}", flush=True)
+    server.serve()
