@@ -161,8 +161,7 @@ impl TripGen {
         let mut distance = (self.distance.sample(r) * 100.0).round() / 100.0;
         distance = distance.min(60.0);
         let speed = self.speed.sample(r).clamp(3.0, 45.0);
-        let mut dropoff = pickup + ((distance / speed) * US_PER_HOUR) as i64 + r.random_range(30_000_000..120_000_000);
-        let mut pickup = pickup;
+        let dropoff = pickup + ((distance / speed) * US_PER_HOUR) as i64 + r.random_range(30_000_000..120_000_000);
         let airport = r.random_bool(0.08);
         let fare = ((3.0 + 2.5 * distance + (dropoff - pickup) as f64 / 60e6 * 0.5) * 10.0).round() / 10.0;
         let mut trip = Trip {
@@ -207,10 +206,7 @@ impl TripGen {
                 }
                 _ => trip.dropoff = trip.pickup, // zero duration
             }
-            pickup = trip.pickup;
-            dropoff = trip.dropoff;
         }
-        let _ = (pickup, dropoff);
         trip
     }
 }
