@@ -16,15 +16,21 @@ pub struct Trip {
     pub distance: Option<f64>,
 }
 
-pub fn trips(files: &[PathBuf]) -> Vec<Trip> {
-    let mut out = Vec::new();
-    for f in files {
-        let reader = ParquetRecordBatchReaderBuilder::try_new(File::open(f).expect("open"))
+/// Every record batch of every file, in order.
+fn batches(files: &[PathBuf]) -> impl Iterator<Item = arrow::record_batch::RecordBatch> + '_ {
+    files.iter().flat_map(|f| {
+        ParquetRecordBatchReaderBuilder::try_new(File::open(f).expect("open"))
             .expect("parquet")
             .build()
-            .expect("reader");
-        for batch in reader {
-            let b = batch.expect("batch");
+            .expect("reader")
+            .map(|b| b.expect("batch"))
+    })
+}
+
+pub fn trips(files: &[PathBuf]) -> Vec<Trip> {
+    let mut out = Vec::new();
+    {
+        for b in batches(files) {
             let pu = b
                 .column_by_name("tpep_pickup_datetime")
                 .expect("pickup")
@@ -92,13 +98,8 @@ pub fn reason(t: &Trip) -> Option<&'static str> {
 
 fn columns_named(files: &[PathBuf], name: &str) -> Vec<arrow::array::ArrayRef> {
     let mut out = Vec::new();
-    for f in files {
-        let reader = ParquetRecordBatchReaderBuilder::try_new(File::open(f).expect("open"))
-            .expect("parquet")
-            .build()
-            .expect("reader");
-        for batch in reader {
-            let b = batch.expect("batch");
+    {
+        for b in batches(files) {
             let schema = b.schema();
             if let Some((i, _)) = schema.fields().iter().enumerate().find(|(_, f)| f.name().eq_ignore_ascii_case(name))
             {
