@@ -6,6 +6,8 @@
 //! * [`config`]: command line and environment (clap).
 //! * [`catalog`]: datasets, object-store listing with globs, downloads, the watcher.
 //! * [`engine`]: DuckDB — the accelerated store (ingest), the sandbox, the stream bridge.
+//! * [`segment`]: the read-optimized copy of each file that the built-in tickets read.
+//! * [`rule`]: the physics rule of `outliers`.
 //! * [`queries`]: the built-in tickets (`p90`, `outliers`) and `sql`, one file each.
 //! * [`flight`]: the Flight service, one file per RPC; tickets (protobuf or JSON).
 //! * [`server`]: `serve(listener, state, shutdown)`.
@@ -18,6 +20,8 @@ pub mod error;
 pub mod flight;
 pub mod gen;
 pub mod queries;
+pub mod rule;
+pub mod segment;
 pub mod server;
 pub mod state;
 

@@ -47,8 +47,13 @@ async fn run(config: bridge::config::Config) -> Result<(), Box<dyn std::error::E
         .map_err(|e| format!("cannot bind {}: {e}", config.listen))?;
     let addr = listener.local_addr()?;
     let started = std::time::Instant::now();
-    if let Err(e) = state.catalog().refresh_all().await {
-        tracing::warn!(error = %e, "first listing failed; serving what is cached and retrying");
+    match state.catalog().refresh_all().await {
+        Ok(()) => match state.catalog().prune_segments() {
+            Ok(n) if n > 0 => tracing::info!(removed = n, "removed unused segment files"),
+            Ok(_) => {}
+            Err(e) => tracing::warn!(error = %e, "could not prune segment files"),
+        },
+        Err(e) => tracing::warn!(error = %e, "first listing failed; serving what is cached and retrying"),
     }
     for ds in state.catalog().datasets() {
         let snap = ds.snapshot();

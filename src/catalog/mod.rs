@@ -8,9 +8,15 @@
 mod fetch;
 mod location;
 
-use std::{collections::BTreeMap, path::PathBuf, sync::Arc, time::Duration};
+use std::{
+    collections::{BTreeMap, HashSet},
+    path::PathBuf,
+    sync::{Arc, Mutex},
+    time::Duration,
+};
 
 use arc_swap::ArcSwap;
+use arrow::datatypes::SchemaRef;
 use chrono::{DateTime, Utc};
 
 pub use location::{Location, ObjectEntry};
@@ -19,6 +25,7 @@ use crate::{
     config::S3Options,
     engine::{Column, Engine, FileRow, IngestOutcome},
     error::{Error, Result},
+    segment::Segment,
 };
 
 /// `name=glob` from the command line.
@@ -51,15 +58,35 @@ pub struct Quarantined {
     pub reason: String,
 }
 
-/// What one dataset looks like now. Immutable; replaced whole after each refresh.
-#[derive(Debug, Clone, Default)]
+/// What one dataset looks like now. Immutable; replaced whole after each refresh. A query that
+/// holds a snapshot reads exactly its files' segments, even after newer versions are published.
+#[derive(Debug, Clone)]
 pub struct Snapshot {
     pub version: u64,
     pub files: Vec<FileRow>,
+    /// The segments of `files` (taxi-shaped datasets only), in the same order.
+    pub segments: Vec<Arc<Segment>>,
     pub columns: Vec<Column>,
+    /// The Arrow schema of the dataset's view; segments are read into it.
+    pub schema: SchemaRef,
     pub quarantined: BTreeMap<String, Quarantined>,
     pub last_listing: Option<DateTime<Utc>>,
     pub last_error: Option<String>,
+}
+
+impl Default for Snapshot {
+    fn default() -> Self {
+        Snapshot {
+            version: 0,
+            files: Vec::new(),
+            segments: Vec::new(),
+            columns: Vec::new(),
+            schema: Arc::new(arrow::datatypes::Schema::empty()),
+            quarantined: BTreeMap::new(),
+            last_listing: None,
+            last_error: None,
+        }
+    }
 }
 
 impl Snapshot {
@@ -79,11 +106,30 @@ pub struct Dataset {
     pub refresh_interval: Duration,
     state: ArcSwap<Snapshot>,
     refreshing: tokio::sync::Mutex<()>,
+    /// The live segment of each ingested file, by key.
+    segments: Mutex<BTreeMap<String, Arc<Segment>>>,
 }
 
 impl Dataset {
     pub fn snapshot(&self) -> Arc<Snapshot> {
         self.state.load_full()
+    }
+
+    /// Makes `segment` the live segment of `key` (None: the file is gone) and retires the old one.
+    fn replace_segment(&self, key: &str, segment: Option<Arc<Segment>>) {
+        let Ok(mut live) = self.segments.lock() else { return };
+        let old = match segment {
+            Some(s) => live.insert(key.to_string(), s.clone()).filter(|old| old.name() != s.name()),
+            None => live.remove(key),
+        };
+        if let Some(old) = old {
+            old.retire();
+        }
+    }
+
+    /// Names of the live segments.
+    fn segment_names(&self) -> Vec<String> {
+        self.segments.lock().map(|l| l.values().map(|s| s.name().to_string()).collect()).unwrap_or_default()
     }
 }
 
@@ -111,6 +157,7 @@ impl Catalog {
                 refresh_interval: refresh,
                 state: ArcSwap::from_pointee(Snapshot::default()),
                 refreshing: tokio::sync::Mutex::new(()),
+                segments: Mutex::new(BTreeMap::new()),
             };
             if datasets.insert(spec.name.clone(), Arc::new(dataset)).is_some() {
                 return Err(Error::invalid(format!("dataset {} is named twice", spec.name)));
@@ -133,6 +180,12 @@ impl Catalog {
             let known: Vec<&str> = self.datasets.keys().map(String::as_str).collect();
             Error::NotFound(format!("unknown dataset {name:?}; known datasets: {}", known.join(", ")))
         })
+    }
+
+    /// Deletes segment files that no dataset uses (call once at startup, after `refresh_all`).
+    pub fn prune_segments(&self) -> Result<usize> {
+        let live: HashSet<String> = self.datasets.values().flat_map(|d| d.segment_names()).collect();
+        self.engine.prune_segments(&live)
     }
 
     /// Re-lists every dataset once (startup and the `refresh` action).
@@ -171,8 +224,9 @@ impl Catalog {
                 continue;
             }
             match self.ingest(ds, entry).await {
-                Ok(IngestOutcome::Ingested { rows, version }) => {
+                Ok(IngestOutcome::Ingested { rows, version, segment }) => {
                     tracing::info!(dataset = %ds.name, key = %entry.key, rows, version, "ingested");
+                    ds.replace_segment(&entry.key, segment);
                     quarantined.remove(&entry.key);
                 }
                 Ok(IngestOutcome::Quarantined(reason)) => {
@@ -190,6 +244,7 @@ impl Catalog {
             let version =
                 tokio::task::spawn_blocking(move || engine.remove(&name, &key)).await.map_err(Error::internal)??;
             tracing::info!(dataset = %ds.name, key = %gone.key, version, "removed");
+            ds.replace_segment(&gone.key, None);
         }
         self.publish(ds, quarantined, last_error).await
     }
@@ -210,17 +265,37 @@ impl Catalog {
         last_error: Option<String>,
     ) -> Result<u64> {
         let (engine, name) = (self.engine.clone(), ds.name.clone());
-        let (version, files, columns) = tokio::task::spawn_blocking(move || -> Result<_> {
+        let known = ds.segments.lock().map_err(|_| Error::internal("segments lock poisoned"))?.clone();
+        let (version, files, columns, schema, segments) = tokio::task::spawn_blocking(move || -> Result<_> {
             let (version, files) = engine.manifest(&name)?;
             let columns = crate::engine::columns_of(&engine, &name)?;
-            Ok((version, files, columns))
+            let schema = crate::engine::arrow_schema(&engine, &name)?;
+            let mut segments = Vec::with_capacity(files.len());
+            for f in &files {
+                match known.get(&f.key) {
+                    Some(s) => segments.push(s.clone()),
+                    // Ingested before a restart: open its segment (or rebuild it from the table).
+                    None => segments.extend(engine.segment(&name, f)?),
+                }
+            }
+            Ok((version, files, columns, schema, segments))
         })
         .await
         .map_err(Error::internal)??;
+        {
+            let mut live = ds.segments.lock().map_err(|_| Error::internal("segments lock poisoned"))?;
+            for (f, s) in files.iter().zip(&segments) {
+                live.entry(f.key.clone()).or_insert_with(|| s.clone());
+            }
+        }
+        // A dataset without taxi columns has no segments; the built-in tickets refuse it.
+        let segments = if segments.len() == files.len() { segments } else { Vec::new() };
         ds.state.store(Arc::new(Snapshot {
             version,
             files,
+            segments,
             columns,
+            schema,
             quarantined,
             last_listing: Some(Utc::now()),
             last_error,

@@ -1,11 +1,11 @@
 //! Folding Parquet files into a dataset's native table, one transaction per file.
 
-use std::path::Path;
+use std::{path::Path, sync::Arc};
 
 use duckdb::{params, Connection, OptionalExt};
 
 use super::{path_literal, quote_ident, schema, table_name, Column, Engine};
-use crate::{catalog::ObjectEntry, error::Result};
+use crate::{catalog::ObjectEntry, error::Result, segment::Segment};
 
 /// A file of a published manifest.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -17,16 +17,17 @@ pub struct FileRow {
     pub last_modified: chrono::DateTime<chrono::Utc>,
 }
 
-#[derive(Debug, Clone, PartialEq)]
+#[derive(Debug, Clone)]
 pub enum IngestOutcome {
-    /// The file's rows are committed; the dataset is now at `version`.
-    Ingested { rows: u64, version: u64 },
+    /// The file's rows are committed; the dataset is now at `version`. `segment` is the file's
+    /// read-optimized copy for the built-in tickets (None when the dataset is not taxi-shaped).
+    Ingested { rows: u64, version: u64, segment: Option<Arc<Segment>> },
     /// The file could not be read or mapped; nothing was changed.
     Quarantined(String),
 }
 
 /// The column the store adds to remember which file a row came from.
-const FILE_COLUMN: &str = "_bridge_file";
+pub(crate) const FILE_COLUMN: &str = "_bridge_file";
 /// Rows are stored in pickup order when the dataset has this column.
 const ORDER_COLUMN: &str = "tpep_pickup_datetime";
 
@@ -112,7 +113,7 @@ impl Engine {
             Err(e) => return Ok(IngestOutcome::Quarantined(first_line(&e))),
         };
         conn.execute_batch("BEGIN TRANSACTION")?;
-        let result = (|| -> std::result::Result<(u64, u64), String> {
+        let result = (|| -> std::result::Result<(u64, u64, Option<Arc<Segment>>), String> {
             let table_cols = apply(&conn, dataset, &file)?;
             let table = table_name(dataset);
             let cols: Vec<String> = table_cols.iter().map(|c| quote_ident(&c.name)).collect();
@@ -146,14 +147,17 @@ impl Engine {
                 ],
             )
             .map_err(e)?;
+            let segment = self
+                .build_segment(&conn, dataset, &table_cols, &entry.key, &entry.etag, rows as u64)
+                .map_err(|x| format!("could not build the file's segment: {x}"))?;
             let version = bump_version(&conn, dataset).map_err(|x| x.to_string())?;
             refresh_view(&conn, dataset).map_err(|x| x.to_string())?;
-            Ok((rows as u64, version))
+            Ok((rows as u64, version, segment))
         })();
         match result {
-            Ok((rows, version)) => {
+            Ok((rows, version, segment)) => {
                 conn.execute_batch("COMMIT")?;
-                Ok(IngestOutcome::Ingested { rows, version })
+                Ok(IngestOutcome::Ingested { rows, version, segment })
             }
             Err(reason) => {
                 conn.execute_batch("ROLLBACK")?;

@@ -8,6 +8,7 @@
 
 mod ingest;
 mod schema;
+mod segments;
 mod stream;
 
 use std::{
@@ -19,6 +20,7 @@ use duckdb::{Config, Connection};
 
 pub use ingest::{FileRow, IngestOutcome};
 pub use schema::Column;
+pub use segments::segment_name;
 pub use stream::{Planned, QueryPlan, QueryStream};
 
 use crate::error::{Error, Result};
@@ -39,6 +41,8 @@ pub struct EngineOptions {
 /// A handle to the embedded database. Each query gets its own connection (`try_clone`).
 pub struct Engine {
     base: Mutex<Connection>,
+    /// The database file, spill files and segments live here.
+    dir: PathBuf,
 }
 
 impl std::fmt::Debug for Engine {
@@ -87,7 +91,7 @@ impl Engine {
             tmp = quote_literal(&tmp.display().to_string()),
             allowed = allowed.join(", "),
         ))?;
-        Ok(Engine { base: Mutex::new(conn) })
+        Ok(Engine { base: Mutex::new(conn), dir })
     }
 
     /// A fresh connection to the same database, for one query or one ingest.
@@ -117,6 +121,16 @@ pub fn table_name(dataset: &str) -> String {
 /// Path helper: DuckDB string literal for a local file.
 pub fn path_literal(p: &Path) -> String {
     quote_literal(&p.display().to_string())
+}
+
+/// The Arrow schema of the dataset's view (what `SELECT *` returns); empty before the first file.
+pub fn arrow_schema(engine: &Engine, dataset: &str) -> Result<arrow::datatypes::SchemaRef> {
+    let conn = engine.connect()?;
+    if ingest::columns(&conn, dataset)?.is_empty() {
+        return Ok(std::sync::Arc::new(arrow::datatypes::Schema::empty()));
+    }
+    let mut stmt = conn.prepare(&format!("SELECT * FROM main.{} LIMIT 0", quote_ident(dataset)))?;
+    Ok(stmt.query_arrow([])?.get_schema())
 }
 
 /// The dataset's current columns.

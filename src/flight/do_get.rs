@@ -9,6 +9,6 @@ use crate::{queries, state::AppState};
 pub async fn do_get(state: &AppState, t: Ticket) -> Result<BoxStream<FlightData>, Status> {
     let ticket = ticket::try_decode(&t.ticket)?;
     let plan = queries::plan(ticket, state.catalog())?;
-    let query = state.catalog().engine().stream(plan, state.batch_rows(), false).await?;
+    let query = queries::start(plan, state.catalog(), state.batch_rows(), false).await?;
     Ok(encode(query))
 }

@@ -24,7 +24,7 @@ fn command(desc: &FlightDescriptor) -> Result<crate::proto::Ticket, Status> {
 /// The schema a ticket's DoGet will produce (with its metadata).
 pub async fn schema_of(state: &AppState, t: crate::proto::Ticket) -> Result<SchemaRef, Status> {
     let plan = queries::plan(t, state.catalog())?;
-    Ok(state.catalog().engine().stream(plan, state.batch_rows(), true).await?.schema)
+    Ok(queries::start(plan, state.catalog(), state.batch_rows(), true).await?.schema)
 }
 
 pub async fn get_flight_info(state: &AppState, desc: FlightDescriptor) -> Result<FlightInfo, Status> {

@@ -1,9 +1,12 @@
-//! The built-in queries. Each file validates its parameters (synchronously, so bad input fails
-//! before any work starts) and returns a [`QueryPlan`] that runs inside the query's transaction.
+//! The tickets. Each file validates its parameters (synchronously, so bad input fails before any
+//! work starts) and returns a [`Plan`]: the built-in tickets read segments natively; `sql` runs
+//! in DuckDB inside one transaction.
 
+pub mod native;
 pub mod outliers;
 pub mod p90;
 pub mod range;
+pub mod scan;
 pub mod sql;
 
 use std::collections::HashMap;
@@ -12,22 +15,34 @@ use duckdb::Connection;
 
 use crate::{
     catalog::{Catalog, Snapshot},
-    engine::{manifest, quote_ident, QueryPlan},
+    engine::{manifest, quote_ident, QueryPlan, QueryStream},
     error::{Error, Result},
     proto::{ticket::Query, Ticket},
 };
 
-/// Results known to be at most this many rows are materialized by DuckDB (faster than fetching
-/// lazily in filter-sized chunks); larger ones stream with bounded memory.
-pub const MATERIALIZE_MAX_ROWS: u64 = 500_000;
+/// How a ticket runs.
+pub enum Plan {
+    /// Over segments, on a blocking thread.
+    Native(native::Job),
+    /// In DuckDB.
+    Sql(QueryPlan),
+}
 
 /// Validates `ticket` and returns its plan.
-pub fn plan(ticket: Ticket, catalog: &Catalog) -> Result<QueryPlan> {
+pub fn plan(ticket: Ticket, catalog: &Catalog) -> Result<Plan> {
     match ticket.query {
-        Some(Query::P90(p)) => p90::plan(p, catalog),
-        Some(Query::Outliers(o)) => outliers::plan(o, catalog),
-        Some(Query::Sql(s)) => sql::plan(s, catalog),
+        Some(Query::P90(p)) => p90::plan(p, catalog).map(Plan::Native),
+        Some(Query::Outliers(o)) => outliers::plan(o, catalog).map(Plan::Native),
+        Some(Query::Sql(s)) => sql::plan(s, catalog).map(Plan::Sql),
         None => Err(Error::invalid("the ticket names no query; set one of p90, outliers, sql")),
+    }
+}
+
+/// Starts `plan`; returns once the schema is known. With `schema_only` no rows are produced.
+pub async fn start(plan: Plan, catalog: &Catalog, batch_rows: usize, schema_only: bool) -> Result<QueryStream> {
+    match plan {
+        Plan::Native(job) => native::run(job, batch_rows, schema_only).await,
+        Plan::Sql(p) => catalog.engine().stream(p, batch_rows, schema_only).await,
     }
 }
 
@@ -46,22 +61,33 @@ pub fn require_tlc(dataset: &str, snap: &Snapshot, query: &str) -> Result<()> {
             )));
         }
     }
+    if snap.segments.len() != snap.files.len() {
+        return Err(Error::Unavailable(format!("dataset {dataset} is still being prepared; retry shortly")));
+    }
     Ok(())
 }
 
-/// Freshness metadata of `dataset` as this query's snapshot sees it. `suffix` distinguishes
-/// datasets in SQL results (`bridge.manifest_version.yellow`).
-pub fn manifest_metadata(
+/// Freshness metadata of the snapshot a built-in query reads.
+pub fn manifest_metadata(dataset: &str, snap: &Snapshot) -> HashMap<String, String> {
+    let newest = snap.files.iter().map(|f| f.last_modified).max();
+    HashMap::from([
+        ("bridge.dataset".to_string(), dataset.to_string()),
+        ("bridge.manifest_version".to_string(), snap.version.to_string()),
+        ("bridge.file_count".to_string(), snap.files.len().to_string()),
+        ("bridge.row_count".to_string(), snap.rows().to_string()),
+        ("bridge.newest_file_modified".to_string(), newest.map(|t| t.to_rfc3339()).unwrap_or_default()),
+    ])
+}
+
+/// Freshness metadata of `dataset` as a SQL query's transaction sees it, keyed
+/// `bridge.<key>.<dataset>` so that several datasets fit.
+pub fn committed_manifest_metadata(
     conn: &Connection,
     dataset: &str,
-    suffix: bool,
     md: &mut HashMap<String, String>,
 ) -> Result<()> {
     let (version, files) = manifest(conn, dataset)?;
-    let key = |k: &str| if suffix { format!("bridge.{k}.{dataset}") } else { format!("bridge.{k}") };
-    if !suffix {
-        md.insert("bridge.dataset".into(), dataset.into());
-    }
+    let key = |k: &str| format!("bridge.{k}.{dataset}");
     md.insert(key("manifest_version"), version.to_string());
     md.insert(key("file_count"), files.len().to_string());
     md.insert(key("row_count"), files.iter().map(|f| f.rows).sum::<u64>().to_string());

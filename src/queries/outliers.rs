@@ -1,21 +1,35 @@
-//! `outliers`: trips that break physical plausibility.
+//! `outliers`: trips that break physical plausibility ([`crate::rule`]).
 //!
-//! A trip is valid iff `min_duration < duration_hours <= max_duration`,
-//! `min_speed <= avg_speed_mph <= max_speed` and `min_distance <= trip_distance <= max_distance`;
-//! NULLs are outliers. `reason` is the first rule that failed, in that order. `avg_speed_mph` is NULL
-//! where the duration is not positive (the speed is undefined; such trips fail the duration rule).
+//! With the default bounds only the segments' outlier groups are read (each segment classified
+//! its rows with the same rule at ingest); custom bounds classify every trip in the range from
+//! the keys. Rows come back with `duration_hours`, `avg_speed_mph` and `reason`. Unordered
+//! results stream; `order_by` buffers the outlier rows of the range to sort them.
 
-use duckdb::Connection;
+use std::{collections::HashMap, sync::Arc};
 
-use super::{double, limit_clause, manifest_metadata, p90, range::Range, require_tlc, MATERIALIZE_MAX_ROWS};
-use crate::{
-    catalog::Catalog,
-    engine::{quote_ident, Planned, QueryPlan},
-    error::{Error, Result},
-    proto::Outliers,
+use arrow::{
+    array::{BooleanArray, Float64Array, RecordBatch, StringArray},
+    compute::{concat_batches, filter_record_batch, sort_to_indices, take_record_batch, SortOptions},
+    datatypes::{DataType, Field, Schema, SchemaRef},
 };
 
-/// Columns `order_by` may name (besides every dataset column of a numeric or time type).
+use super::{
+    manifest_metadata,
+    native::{Emitter, Job},
+    p90,
+    range::Range,
+    require_tlc,
+    scan::{in_range, micros, Aligner},
+};
+use crate::{
+    catalog::{Catalog, Snapshot},
+    error::{Error, Result},
+    proto::Outliers,
+    rule::{self, Bounds},
+    segment::{Cover, Segment},
+};
+
+/// Columns `order_by` may name.
 const ORDERABLE: [&str; 9] = [
     "avg_speed_mph",
     "duration_hours",
@@ -28,45 +42,33 @@ const ORDERABLE: [&str; 9] = [
     "passenger_count",
 ];
 
-#[derive(Debug, Clone, Copy, PartialEq)]
-pub struct Bounds {
-    pub min_duration_hours: f64,
-    pub max_duration_hours: f64,
-    pub min_speed_mph: f64,
-    pub max_speed_mph: f64,
-    pub min_distance: f64,
-    pub max_distance: f64,
-}
-
-impl Bounds {
-    fn from_ticket(o: &Outliers) -> Result<Self> {
-        let b = Bounds {
-            min_duration_hours: o.min_duration_hours.unwrap_or(0.0),
-            max_duration_hours: o.max_duration_hours.unwrap_or(10.0),
-            min_speed_mph: o.min_speed_mph.unwrap_or(2.5),
-            max_speed_mph: o.max_speed_mph.unwrap_or(80.0),
-            min_distance: o.min_distance.unwrap_or(0.1),
-            max_distance: o.max_distance.unwrap_or(800.0),
-        };
-        for (name, lo, hi) in [
-            ("duration_hours", b.min_duration_hours, b.max_duration_hours),
-            ("speed_mph", b.min_speed_mph, b.max_speed_mph),
-            ("distance", b.min_distance, b.max_distance),
-        ] {
-            if !lo.is_finite() || !hi.is_finite() || lo > hi {
-                return Err(Error::invalid(format!(
-                    "min_{name} ({lo}) must be a number no greater than max_{name} ({hi})"
-                )));
-            }
+fn bounds(o: &Outliers) -> Result<Bounds> {
+    let d = rule::DEFAULT;
+    let b = Bounds {
+        min_duration_hours: o.min_duration_hours.unwrap_or(d.min_duration_hours),
+        max_duration_hours: o.max_duration_hours.unwrap_or(d.max_duration_hours),
+        min_speed_mph: o.min_speed_mph.unwrap_or(d.min_speed_mph),
+        max_speed_mph: o.max_speed_mph.unwrap_or(d.max_speed_mph),
+        min_distance: o.min_distance.unwrap_or(d.min_distance),
+        max_distance: o.max_distance.unwrap_or(d.max_distance),
+    };
+    for (name, lo, hi) in [
+        ("duration_hours", b.min_duration_hours, b.max_duration_hours),
+        ("speed_mph", b.min_speed_mph, b.max_speed_mph),
+        ("distance", b.min_distance, b.max_distance),
+    ] {
+        if !lo.is_finite() || !hi.is_finite() || lo > hi {
+            return Err(Error::invalid(format!("min_{name} ({lo}) must be a number no greater than max_{name} ({hi})")));
         }
-        Ok(b)
     }
+    Ok(b)
 }
 
-fn order_clause(order_by: &str) -> Result<String> {
+/// `order_by` as (column, descending), checked against the whitelist.
+fn order(order_by: &str) -> Result<Option<(&'static str, bool)>> {
     let spec = order_by.trim();
     if spec.is_empty() {
-        return Ok(String::new());
+        return Ok(None);
     }
     let mut parts = spec.split_whitespace();
     let col = parts.next().unwrap_or_default();
@@ -77,52 +79,144 @@ fn order_clause(order_by: &str) -> Result<String> {
     if parts.next().is_some() || !(dir == "asc" || dir == "desc") {
         return Err(Error::invalid(format!("order_by must be \"<column> [asc|desc]\", not {spec:?}")));
     }
-    Ok(format!(" ORDER BY {col} {dir} NULLS LAST"))
+    Ok(Some((col, dir == "desc")))
 }
 
-pub fn plan(o: Outliers, catalog: &Catalog) -> Result<QueryPlan> {
-    let ds = catalog.dataset(&o.dataset)?;
-    require_tlc(&ds.name, &ds.snapshot(), "outliers")?;
-    let range = o.range.as_ref().map(|r| Range::parse(&r.from, &r.to)).transpose()?.unwrap_or_default();
-    let b = Bounds::from_ticket(&o)?;
-    let order = order_clause(&o.order_by)?;
-    let dataset = ds.name.clone();
-    Ok(Box::new(move |conn: &Connection| {
-        let mut metadata = Default::default();
-        manifest_metadata(conn, &dataset, false, &mut metadata)?;
-        let mut pred = range.predicate();
-        if o.within_p90 {
-            let s = p90::stats(conn, &dataset, &range, 0.9)?;
-            let thr = s.threshold.map(double).unwrap_or_else(|| "NULL".into());
-            pred = format!("{pred} AND trip_distance > {thr}");
-            metadata
-                .insert("bridge.p90.threshold".into(), s.threshold.map(|t| format!("{t:?}")).unwrap_or("null".into()));
-            metadata.insert("bridge.p90.trips_above".into(), s.trips_above.to_string());
+/// The result schema: the dataset's columns, then the three computed ones.
+fn output_schema(snap: &Snapshot) -> SchemaRef {
+    let mut fields: Vec<Field> = snap.schema.fields().iter().map(|f| f.as_ref().clone()).collect();
+    fields.push(Field::new("duration_hours", DataType::Float64, true));
+    fields.push(Field::new("avg_speed_mph", DataType::Float64, true));
+    fields.push(Field::new("reason", DataType::Utf8, true));
+    Arc::new(Schema::new(fields))
+}
+
+/// What the query needs besides the bounds.
+struct Scope {
+    from: Option<i64>,
+    to: Option<i64>,
+    /// Only trips strictly above this distance (`within_p90`).
+    above: Option<f64>,
+    bounds: Bounds,
+}
+
+/// The outliers among the first `n` rows of a group: per-row mask and the computed columns.
+fn classify(seg: &Segment, g: &crate::segment::Group, n: usize, s: &Scope) -> Result<Option<(Vec<bool>, Computed)>> {
+    let (pickups, dropoffs, distances) = (seg.pickups(g, n)?, seg.dropoffs(g, n)?, seg.distances(g, n)?);
+    let mut mask = vec![false; n];
+    let mut c = Computed::default();
+    let opt_ts = |t: i64| (t != i64::MIN).then_some(t);
+    for i in 0..n {
+        if !in_range(pickups[i], s.from, s.to) && !(g.day.is_none() && s.from.is_none() && s.to.is_none()) {
+            continue;
         }
-        let sql = format!(
-            "WITH base AS (
-               SELECT *, date_diff('microsecond', tpep_pickup_datetime, tpep_dropoff_datetime) / 3600000000.0 AS duration_hours
-               FROM {ds} WHERE {pred}),
-             calc AS (SELECT *, CASE WHEN duration_hours > 0 THEN trip_distance / duration_hours END AS avg_speed_mph FROM base),
-             flagged AS (
-               SELECT *, CASE
-                 WHEN duration_hours IS NULL OR NOT (duration_hours > {d0} AND duration_hours <= {d1}) THEN 'duration'
-                 WHEN avg_speed_mph IS NULL OR isnan(avg_speed_mph)
-                      OR NOT (avg_speed_mph >= {s0} AND avg_speed_mph <= {s1}) THEN 'speed'
-                 WHEN trip_distance IS NULL OR NOT (trip_distance >= {m0} AND trip_distance <= {m1}) THEN 'distance'
-               END AS reason FROM calc)
-             SELECT * FROM flagged WHERE reason IS NOT NULL{order}{limit}",
-            ds = quote_ident(&dataset),
-            d0 = double(b.min_duration_hours),
-            d1 = double(b.max_duration_hours),
-            s0 = double(b.min_speed_mph),
-            s1 = double(b.max_speed_mph),
-            m0 = double(b.min_distance),
-            m1 = double(b.max_distance),
-            limit = limit_clause(o.limit),
-        );
-        let small = o.limit.is_some_and(|l| l <= MATERIALIZE_MAX_ROWS);
-        Ok(Planned { sql, metadata, materialize: small })
+        let d = (!distances[i].is_nan()).then_some(distances[i]);
+        if s.above.is_some_and(|thr| !d.is_some_and(|d| d > thr)) {
+            continue;
+        }
+        let hours = rule::duration_hours(opt_ts(pickups[i]), opt_ts(dropoffs[i]));
+        let speed = rule::speed_mph(d, hours);
+        if let Some(reason) = s.bounds.reason(hours, speed, d) {
+            mask[i] = true;
+            c.hours.push(hours);
+            c.speed.push(speed);
+            c.reason.push(reason.as_str());
+        }
+    }
+    Ok((!c.reason.is_empty()).then_some((mask, c)))
+}
+
+#[derive(Default)]
+struct Computed {
+    hours: Vec<Option<f64>>,
+    speed: Vec<Option<f64>>,
+    reason: Vec<&'static str>,
+}
+
+/// Reads the outliers of `snap` in scope, calling `out` with each batch until it returns false.
+fn scan(snap: &Snapshot, s: &Scope, out: &mut dyn FnMut(RecordBatch) -> Result<bool>) -> Result<()> {
+    let target = snap.schema.clone();
+    let default_rule = s.bounds == rule::DEFAULT;
+    for seg in &snap.segments {
+        let aligner = Aligner::new(seg.schema(), target.clone());
+        for g in seg.groups() {
+            if g.cover(s.from, s.to) == Cover::None || (default_rule && !g.outlier) {
+                continue;
+            }
+            // Above a distance threshold, only the group's sorted prefix can qualify.
+            let n = match s.above {
+                Some(thr) => seg.distances(g, g.with_distance as usize)?.partition_point(|d| *d > thr),
+                None => g.rows as usize,
+            };
+            let Some((mask, computed)) = classify(seg, g, n, s)? else { continue };
+            let (mut offset, mut taken) = (0, 0);
+            for batch in seg.read(g, 0, n) {
+                let batch = batch?;
+                let rows = batch.num_rows();
+                let m = BooleanArray::from(mask[offset..offset + rows].to_vec());
+                offset += rows;
+                let k = m.true_count();
+                if k == 0 {
+                    continue;
+                }
+                let rows_out = aligner.apply(&filter_record_batch(&batch, &m)?)?;
+                let mut columns = rows_out.columns().to_vec();
+                columns.push(Arc::new(Float64Array::from(computed.hours[taken..taken + k].to_vec())));
+                columns.push(Arc::new(Float64Array::from(computed.speed[taken..taken + k].to_vec())));
+                columns.push(Arc::new(StringArray::from(computed.reason[taken..taken + k].to_vec())));
+                taken += k;
+                if !out(RecordBatch::try_new(output_schema(snap), columns)?)? {
+                    return Ok(());
+                }
+            }
+        }
+    }
+    Ok(())
+}
+
+/// Sorts all outlier rows by `col` and keeps the first `limit`.
+fn sorted(batches: Vec<RecordBatch>, schema: &SchemaRef, col: &str, desc: bool, limit: Option<u64>) -> Result<RecordBatch> {
+    let all = concat_batches(schema, &batches)?;
+    let idx = all.schema().fields().iter().position(|f| f.name().eq_ignore_ascii_case(col));
+    let idx = idx.ok_or_else(|| Error::invalid(format!("order_by column {col} is not in this dataset")))?;
+    let opts = SortOptions { descending: desc, nulls_first: false };
+    let indices = sort_to_indices(all.column(idx), Some(opts), limit.map(|l| l as usize))?;
+    Ok(take_record_batch(&all, &indices)?)
+}
+
+pub fn plan(o: Outliers, catalog: &Catalog) -> Result<Job> {
+    let ds = catalog.dataset(&o.dataset)?;
+    let snap = ds.snapshot();
+    require_tlc(&ds.name, &snap, "outliers")?;
+    let range = o.range.as_ref().map(|r| Range::parse(&r.from, &r.to)).transpose()?.unwrap_or_default();
+    let bounds = bounds(&o)?;
+    let order = order(&o.order_by)?;
+    let dataset = ds.name.clone();
+    Ok(Box::new(move |emit: &mut Emitter| {
+        let mut md: HashMap<String, String> = manifest_metadata(&dataset, &snap);
+        let (from, to) = micros(&range);
+        let mut scope = Scope { from, to, above: None, bounds };
+        if o.within_p90 {
+            let (stats, _) = p90::compute(&snap, &range, 0.9)?;
+            scope.above = Some(stats.threshold.unwrap_or(f64::INFINITY));
+            p90::stats_metadata(&stats, 0.9, &mut md);
+        }
+        let plain = output_schema(&snap);
+        let schema = Arc::new(plain.as_ref().clone().with_metadata(md));
+        if !emit.start(schema, o.limit) {
+            return Ok(());
+        }
+        match order {
+            None => scan(&snap, &scope, &mut |b| emit.push(b)),
+            Some((col, desc)) => {
+                let mut all = Vec::new();
+                scan(&snap, &scope, &mut |b| {
+                    all.push(b);
+                    Ok(true)
+                })?;
+                emit.push(sorted(all, &plain, col, desc, o.limit)?).map(|_| ())
+            }
+        }
     }))
 }
 
@@ -132,16 +226,16 @@ mod tests {
 
     #[test]
     fn order_by_is_whitelisted() {
-        assert_eq!(order_clause("avg_speed_mph desc").expect("ok"), " ORDER BY avg_speed_mph desc NULLS LAST");
-        assert_eq!(order_clause("TRIP_DISTANCE").expect("ok"), " ORDER BY trip_distance asc NULLS LAST");
-        assert!(order_clause("1; DROP TABLE x").is_err());
-        assert!(order_clause("trip_distance sideways").is_err());
+        assert_eq!(order("avg_speed_mph desc").expect("ok"), Some(("avg_speed_mph", true)));
+        assert_eq!(order("TRIP_DISTANCE").expect("ok"), Some(("trip_distance", false)));
+        assert!(order("1; DROP TABLE x").is_err());
+        assert!(order("trip_distance sideways").is_err());
     }
 
     #[test]
     fn bounds_must_be_ordered() {
         let o = Outliers { min_speed_mph: Some(90.0), ..Default::default() };
-        assert!(Bounds::from_ticket(&o).is_err());
-        assert_eq!(Bounds::from_ticket(&Outliers::default()).expect("defaults").max_distance, 800.0);
+        assert!(bounds(&o).is_err());
+        assert_eq!(bounds(&Outliers::default()).expect("defaults"), rule::DEFAULT);
     }
 }

@@ -1,22 +1,32 @@
 //! `p90`: the trips whose `trip_distance` is strictly above the exact percentile of
 //! `trip_distance` among the trips picked up in the range.
 //!
-//! The percentile is DuckDB's `quantile_cont` (linear interpolation, NULLs excluded). The threshold
-//! is computed first, in the query's snapshot, so it and the counts ride in the schema metadata
-//! that reaches the client before the first row.
+//! The percentile is DuckDB's `quantile_cont` (linear interpolation, NULLs excluded). It is found
+//! over the segments' distance keys, which are sorted within each (day, class) group, so the
+//! trips above it are a prefix of each group: the query reads only the rows it returns. The
+//! threshold and counts ride in the schema metadata, which reaches the client before any row.
 
-use duckdb::Connection;
+use std::{collections::HashMap, sync::Arc};
+
+use arrow::{
+    array::{BooleanArray, Float64Array, Int64Array, TimestampMicrosecondArray},
+    compute::filter_record_batch,
+    datatypes::{DataType, Field, Schema, TimeUnit},
+    record_batch::RecordBatch,
+};
 
 use super::{
-    double, limit_clause, manifest_metadata, projection,
-    range::{literal, Range},
-    require_tlc, MATERIALIZE_MAX_ROWS,
+    manifest_metadata,
+    native::{Emitter, Job},
+    range::Range,
+    require_tlc,
+    scan::{in_range, micros, project, quantile_cont, Aligner},
 };
 use crate::{
-    catalog::Catalog,
-    engine::{quote_ident, Planned, QueryPlan},
+    catalog::{Catalog, Snapshot},
     error::{Error, Result},
     proto::P90,
+    segment::Cover,
 };
 
 /// Threshold and counts for one range.
@@ -28,19 +38,107 @@ pub struct Stats {
     pub trips_above: u64,
 }
 
-/// Computes the percentile threshold and counts on `conn` (inside the caller's transaction).
-pub fn stats(conn: &Connection, dataset: &str, range: &Range, percentile: f64) -> Result<Stats> {
-    let sql = format!(
-        "WITH r AS (SELECT trip_distance AS d FROM {ds} WHERE {pred}),
-              t AS (SELECT quantile_cont(d, {p}) AS thr, count(*) AS n FROM r)
-         SELECT thr, n, (SELECT count(*) FROM r WHERE d > t.thr) FROM t",
-        ds = quote_ident(dataset),
-        pred = range.predicate(),
-        p = double(percentile),
-    );
-    let (threshold, n, above): (Option<f64>, i64, i64) =
-        conn.query_row(&sql, [], |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?)))?;
-    Ok(Stats { threshold, trips_in_range: n as u64, trips_above: above as u64 })
+/// The rows of one group above the threshold: its first `rows` rows, filtered by `mask` when the
+/// group is only partly in the range.
+#[derive(Debug)]
+pub struct Take {
+    pub segment: usize,
+    pub group: usize,
+    pub rows: usize,
+    pub mask: Option<BooleanArray>,
+}
+
+/// One group's distances in range, kept until the threshold is known.
+struct Part {
+    segment: usize,
+    group: usize,
+    /// Distances in range, descending (a run for the percentile).
+    run: Vec<f64>,
+    /// For a partly covered group: every row's distance and whether its pickup is in range.
+    partial: Option<(Vec<f64>, Vec<bool>)>,
+}
+
+/// Computes the threshold and counts, and which rows are above it, over `snap`'s segments.
+pub fn compute(snap: &Snapshot, range: &Range, percentile: f64) -> Result<(Stats, Vec<Take>)> {
+    let (from, to) = micros(range);
+    let mut parts = Vec::new();
+    let mut trips_in_range = 0u64;
+    for (si, seg) in snap.segments.iter().enumerate() {
+        for (gi, g) in seg.groups().iter().enumerate() {
+            match g.cover(from, to) {
+                Cover::None => {}
+                Cover::Full => {
+                    trips_in_range += g.rows;
+                    let run = seg.distances(g, g.with_distance as usize)?;
+                    parts.push(Part { segment: si, group: gi, run, partial: None });
+                }
+                Cover::Partial => {
+                    let pickups = seg.pickups(g, g.rows as usize)?;
+                    let distances = seg.distances(g, g.rows as usize)?;
+                    let inside: Vec<bool> = pickups.iter().map(|&t| in_range(t, from, to)).collect();
+                    trips_in_range += inside.iter().filter(|x| **x).count() as u64;
+                    let run = distances.iter().zip(&inside).filter(|(d, i)| **i && !d.is_nan()).map(|(d, _)| *d);
+                    let run = run.collect();
+                    parts.push(Part { segment: si, group: gi, run, partial: Some((distances, inside)) });
+                }
+            }
+        }
+    }
+    let runs: Vec<&[f64]> = parts.iter().map(|p| p.run.as_slice()).collect();
+    let threshold = quantile_cont(&runs, percentile);
+    let mut takes = Vec::new();
+    let mut trips_above = 0u64;
+    if let Some(thr) = threshold {
+        for p in parts {
+            let above = p.run.partition_point(|d| *d > thr);
+            if above == 0 {
+                continue;
+            }
+            trips_above += above as u64;
+            let (rows, mask) = match p.partial {
+                None => (above, None),
+                Some((distances, inside)) => {
+                    let rows = distances.partition_point(|d| *d > thr);
+                    (rows, Some(BooleanArray::from(inside[..rows].to_vec())))
+                }
+            };
+            takes.push(Take { segment: p.segment, group: p.group, rows, mask });
+        }
+    }
+    Ok((Stats { threshold, trips_in_range, trips_above }, takes))
+}
+
+/// Reads the rows of `takes` into `target`, pushing them to `emit` until it wants no more.
+pub fn emit_takes(snap: &Snapshot, takes: &[Take], target: &Arc<Schema>, emit: &mut Emitter) -> Result<()> {
+    let mut aligners: HashMap<usize, Aligner> = HashMap::new();
+    for t in takes {
+        let seg = &snap.segments[t.segment];
+        let group = &seg.groups()[t.group];
+        let aligner = aligners.entry(t.segment).or_insert_with(|| Aligner::new(seg.schema(), target.clone()));
+        let mut offset = 0;
+        for batch in seg.read(group, 0, t.rows) {
+            let batch = batch?;
+            let n = batch.num_rows();
+            let batch = match &t.mask {
+                Some(mask) => filter_record_batch(&batch, &mask.slice(offset, n))?,
+                None => batch,
+            };
+            offset += n;
+            if !emit.push(aligner.apply(&batch)?)? {
+                return Ok(());
+            }
+        }
+    }
+    Ok(())
+}
+
+/// Adds the threshold and counts to the schema metadata.
+pub fn stats_metadata(s: &Stats, percentile: f64, md: &mut HashMap<String, String>) {
+    let threshold = s.threshold.map(|t| format!("{t:?}")).unwrap_or_else(|| "null".into());
+    md.insert("bridge.p90.percentile".into(), format!("{percentile:?}"));
+    md.insert("bridge.p90.threshold".into(), threshold);
+    md.insert("bridge.p90.trips_in_range".into(), s.trips_in_range.to_string());
+    md.insert("bridge.p90.trips_above".into(), s.trips_above.to_string());
 }
 
 pub fn validate_percentile(p: Option<f64>) -> Result<f64> {
@@ -51,53 +149,57 @@ pub fn validate_percentile(p: Option<f64>) -> Result<f64> {
     Ok(p)
 }
 
-enum Output {
-    Trips,
-    Summary,
+/// The one-row `summary` output.
+fn summary(range: &Range, percentile: f64, s: &Stats, md: HashMap<String, String>) -> Result<RecordBatch> {
+    let ts = DataType::Timestamp(TimeUnit::Microsecond, None);
+    let schema = Schema::new(vec![
+        Field::new("range_from", ts.clone(), true),
+        Field::new("range_to", ts, true),
+        Field::new("percentile", DataType::Float64, false),
+        Field::new("trips_in_range", DataType::Int64, false),
+        Field::new("threshold", DataType::Float64, true),
+        Field::new("trips_above", DataType::Int64, false),
+    ])
+    .with_metadata(md);
+    let (from, to) = micros(range);
+    Ok(RecordBatch::try_new(
+        Arc::new(schema),
+        vec![
+            Arc::new(TimestampMicrosecondArray::from(vec![from])),
+            Arc::new(TimestampMicrosecondArray::from(vec![to])),
+            Arc::new(Float64Array::from(vec![percentile])),
+            Arc::new(Int64Array::from(vec![s.trips_in_range as i64])),
+            Arc::new(Float64Array::from(vec![s.threshold])),
+            Arc::new(Int64Array::from(vec![s.trips_above as i64])),
+        ],
+    )?)
 }
 
-pub fn plan(p: P90, catalog: &Catalog) -> Result<QueryPlan> {
+pub fn plan(p: P90, catalog: &Catalog) -> Result<Job> {
     let ds = catalog.dataset(&p.dataset)?;
     let snap = ds.snapshot();
     require_tlc(&ds.name, &snap, "p90")?;
     let range = p.range.as_ref().map(|r| Range::parse(&r.from, &r.to)).transpose()?.unwrap_or_default();
     let percentile = validate_percentile(p.percentile)?;
-    let output = match p.output.as_str() {
-        "" | "trips" => Output::Trips,
-        "summary" => Output::Summary,
+    let trips = match p.output.as_str() {
+        "" | "trips" => true,
+        "summary" => false,
         other => return Err(Error::invalid(format!("output must be \"trips\" or \"summary\", not {other:?}"))),
     };
-    let cols = projection(&ds.name, &snap, &p.columns)?;
+    let target = project(&ds.name, &snap, &p.columns)?;
     let dataset = ds.name.clone();
-    Ok(Box::new(move |conn: &Connection| {
-        let mut metadata = Default::default();
-        manifest_metadata(conn, &dataset, false, &mut metadata)?;
-        let s = stats(conn, &dataset, &range, percentile)?;
-        let threshold = s.threshold.map(|t| format!("{t:?}")).unwrap_or_else(|| "null".into());
-        metadata.insert("bridge.p90.percentile".into(), format!("{percentile:?}"));
-        metadata.insert("bridge.p90.threshold".into(), threshold);
-        metadata.insert("bridge.p90.trips_in_range".into(), s.trips_in_range.to_string());
-        metadata.insert("bridge.p90.trips_above".into(), s.trips_above.to_string());
-        let sql = match output {
-            Output::Summary => format!(
-                "SELECT {} AS range_from, {} AS range_to, {} AS percentile, CAST({} AS BIGINT) AS trips_in_range,
-                        {} AS threshold, CAST({} AS BIGINT) AS trips_above",
-                literal(range.from),
-                literal(range.to),
-                double(percentile),
-                s.trips_in_range,
-                s.threshold.map(double).unwrap_or_else(|| "CAST(NULL AS DOUBLE)".into()),
-                s.trips_above
-            ),
-            Output::Trips => format!(
-                "SELECT {cols} FROM {ds} WHERE {pred} AND trip_distance > {thr}{limit}",
-                ds = quote_ident(&dataset),
-                pred = range.predicate(),
-                thr = s.threshold.map(double).unwrap_or_else(|| "NULL".into()),
-                limit = limit_clause(p.limit),
-            ),
-        };
-        let rows = p.limit.map_or(s.trips_above, |l| l.min(s.trips_above));
-        Ok(Planned { sql, metadata, materialize: rows <= MATERIALIZE_MAX_ROWS })
+    Ok(Box::new(move |emit: &mut Emitter| {
+        let mut md = manifest_metadata(&dataset, &snap);
+        let (stats, takes) = compute(&snap, &range, percentile)?;
+        stats_metadata(&stats, percentile, &mut md);
+        if !trips {
+            let row = summary(&range, percentile, &stats, md)?;
+            return if emit.start(row.schema(), None) { emit.push(row).map(|_| ()) } else { Ok(()) };
+        }
+        let schema = Arc::new(target.as_ref().clone().with_metadata(md));
+        if !emit.start(schema, p.limit) {
+            return Ok(());
+        }
+        emit_takes(&snap, &takes, &target, emit)
     }))
 }

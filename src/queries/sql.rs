@@ -6,7 +6,7 @@
 
 use duckdb::Connection;
 
-use super::manifest_metadata;
+use super::committed_manifest_metadata;
 use crate::{
     catalog::Catalog,
     engine::{Planned, QueryPlan},
@@ -43,7 +43,7 @@ pub fn plan(s: Sql, catalog: &Catalog) -> Result<QueryPlan> {
         check_read_only(conn, &s.sql)?;
         let mut metadata = Default::default();
         for d in &datasets {
-            manifest_metadata(conn, d, true, &mut metadata)?;
+            committed_manifest_metadata(conn, d, &mut metadata)?;
         }
         Ok(Planned { sql: s.sql, metadata, materialize: false })
     }))

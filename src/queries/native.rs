@@ -1,0 +1,110 @@
+//! Running a built-in ticket over segments: a blocking job feeding the same bounded channel as
+//! DuckDB queries, so Flight encoding, back-pressure and cancellation are shared.
+
+use std::sync::Arc;
+
+use arrow::{compute::BatchCoalescer, datatypes::SchemaRef, record_batch::RecordBatch};
+use tokio::sync::{mpsc, oneshot};
+use tokio_stream::wrappers::ReceiverStream;
+
+use crate::{
+    engine::QueryStream,
+    error::{Error, Result},
+};
+
+/// A built-in query: computes what it needs, calls [`Emitter::start`] with the result schema,
+/// then [`Emitter::push`]es batches until done or told to stop.
+pub type Job = Box<dyn FnOnce(&mut Emitter) -> Result<()> + Send>;
+
+/// Batches in flight between a job and the encoder.
+const CHANNEL_DEPTH: usize = 4;
+
+/// The job's side of the stream.
+pub struct Emitter {
+    schema_tx: Option<oneshot::Sender<Result<SchemaRef>>>,
+    tx: mpsc::Sender<Result<RecordBatch>>,
+    coalescer: Option<BatchCoalescer>,
+    schema: Option<SchemaRef>,
+    batch_rows: usize,
+    schema_only: bool,
+    /// Rows still allowed by the ticket's `limit`.
+    remaining: u64,
+}
+
+impl Emitter {
+    /// Publishes the schema. Returns false when the caller wants no rows (GetSchema) or is gone.
+    pub fn start(&mut self, schema: SchemaRef, limit: Option<u64>) -> bool {
+        self.remaining = limit.unwrap_or(u64::MAX);
+        self.coalescer = Some(BatchCoalescer::new(schema.clone(), self.batch_rows.max(1)));
+        self.schema = Some(schema.clone());
+        let sent = self.schema_tx.take().is_some_and(|tx| tx.send(Ok(schema)).is_ok());
+        sent && !self.schema_only
+    }
+
+    /// Sends rows (cut to the limit). Returns false when no more rows are wanted.
+    pub fn push(&mut self, batch: RecordBatch) -> Result<bool> {
+        let Some(coalescer) = self.coalescer.as_mut() else {
+            return Err(Error::internal("rows pushed before the schema"));
+        };
+        if self.tx.is_closed() {
+            return Ok(false);
+        }
+        let take = (batch.num_rows() as u64).min(self.remaining) as usize;
+        self.remaining -= take as u64;
+        if take > 0 {
+            coalescer.push_batch(batch.slice(0, take))?;
+        }
+        Ok(self.drain() && self.remaining > 0)
+    }
+
+    /// Sends the completed batches; false when the client is gone.
+    fn drain(&mut self) -> bool {
+        while let Some(b) = self.coalescer.as_mut().and_then(BatchCoalescer::next_completed_batch) {
+            if !self.send(b) {
+                return false;
+            }
+        }
+        true
+    }
+
+    fn send(&self, batch: RecordBatch) -> bool {
+        let Some(schema) = &self.schema else { return false };
+        // Coalesced batches carry the plain schema; the stream's schema has the metadata.
+        let batch = batch.with_schema(schema.clone()).map_err(Error::from);
+        self.tx.blocking_send(batch).is_ok()
+    }
+
+    fn finish(&mut self) -> Result<()> {
+        if let Some(c) = self.coalescer.as_mut() {
+            c.finish_buffered_batch()?;
+            self.drain();
+        }
+        Ok(())
+    }
+}
+
+/// Starts `job` on the blocking pool and returns once its schema is known.
+pub async fn run(job: Job, batch_rows: usize, schema_only: bool) -> Result<QueryStream> {
+    let (tx, rx) = mpsc::channel(CHANNEL_DEPTH);
+    let (schema_tx, schema_rx) = oneshot::channel();
+    tokio::task::spawn_blocking(move || {
+        let mut e = Emitter {
+            schema_tx: Some(schema_tx),
+            tx,
+            coalescer: None,
+            schema: None,
+            batch_rows,
+            schema_only,
+            remaining: u64::MAX,
+        };
+        let result = job(&mut e).and_then(|()| e.finish());
+        if let Err(err) = result {
+            match e.schema_tx.take() {
+                Some(schema_tx) => drop(schema_tx.send(Err(err))),
+                None => drop(e.tx.blocking_send(Err(err))),
+            }
+        }
+    });
+    let schema = schema_rx.await.map_err(|_| Error::internal("query ended before its schema"))??;
+    Ok(QueryStream { schema: Arc::clone(&schema), batches: ReceiverStream::new(rx) })
+}
