@@ -23,6 +23,7 @@ TICKETS = [
     ("p90 month", {"query": "p90", "dataset": "yellow", "from": "2024-01-01", "to": "2024-02-01"}),
     ("p90 day", {"query": "p90", "dataset": "yellow", "from": "2024-01-17", "to": "2024-01-18"}),
     ("outliers month", {"query": "outliers", "dataset": "yellow", "from": "2024-01-01", "to": "2024-02-01"}),
+    ("bulk scan ticket", {"query": "scan", "dataset": "yellow", "from": "2024-01-01", "to": "2024-02-01"}),
     ("bulk sql scan", {"query": "sql", "sql": "SELECT * FROM yellow"}),
 ]
 

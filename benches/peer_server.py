@@ -38,6 +38,8 @@ class Peer(flight.FlightServerBase):
                                  ELSE 'distance' END AS reason
                   FROM c WHERE NOT coalesce(duration_hours > 0 AND duration_hours <= 10 AND avg_speed_mph BETWEEN 2.5 AND 80
                                             AND trip_distance BETWEEN 0.1 AND 800, false)"""
+        elif t["query"] == "scan":
+            sql = f"SELECT * FROM yellow WHERE {where}"
         else:
             sql = t["sql"]
         reader = con.sql(sql).to_arrow_reader(65536)

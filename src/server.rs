@@ -4,7 +4,7 @@ use std::future::Future;
 
 use arrow_flight::flight_service_server::FlightServiceServer;
 use tokio::net::TcpListener;
-use tokio_stream::wrappers::TcpListenerStream;
+use tonic::transport::server::TcpIncoming;
 
 use crate::{flight::BridgeFlight, state::AppState};
 
@@ -20,10 +20,12 @@ pub async fn serve(
     let service = FlightServiceServer::new(BridgeFlight::new(state))
         .max_decoding_message_size(MAX_MESSAGE_BYTES)
         .max_encoding_message_size(MAX_MESSAGE_BYTES);
+    // Small answers (a summary, a day) must not wait for Nagle: set TCP_NODELAY on every
+    // accepted connection (the builder's own setting only covers listeners tonic binds itself).
+    let incoming = TcpIncoming::from(listener).with_nodelay(Some(true));
     tonic::transport::Server::builder()
-        .tcp_nodelay(true)
         .http2_keepalive_interval(Some(std::time::Duration::from_secs(30)))
         .add_service(service)
-        .serve_with_incoming_shutdown(TcpListenerStream::new(listener), shutdown)
+        .serve_with_incoming_shutdown(incoming, shutdown)
         .await
 }

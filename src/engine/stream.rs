@@ -36,7 +36,14 @@ pub use PlannedSql as Planned;
 pub struct QueryStream {
     pub schema: SchemaRef,
     pub batches: ReceiverStream<Result<RecordBatch>>,
+    /// Largest Flight message to aim for, by the batches' memory size. `None` sends each batch
+    /// whole: for batches that are views into larger buffers (segments), whose memory size
+    /// counts the whole buffer and would split them into slivers.
+    pub max_message_bytes: Option<usize>,
 }
+
+/// Flight messages of about this size for DuckDB results (arrow-flight's default).
+pub const MESSAGE_BYTES: usize = 2 * 1024 * 1024;
 
 /// Batches in flight between DuckDB and the encoder, per query.
 const CHANNEL_DEPTH: usize = 4;
@@ -68,7 +75,7 @@ impl Engine {
             drop(done_tx);
         });
         let schema = schema_rx.await.map_err(|_| Error::internal("query thread ended before its schema"))??;
-        Ok(QueryStream { schema, batches: ReceiverStream::new(rx) })
+        Ok(QueryStream { schema, batches: ReceiverStream::new(rx), max_message_bytes: Some(MESSAGE_BYTES) })
     }
 }
 

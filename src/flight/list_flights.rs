@@ -62,6 +62,11 @@ pub async fn list_flights(state: &AppState) -> Result<Vec<FlightInfo>, Status> {
                 "min_speed_mph": 2.5, "max_speed_mph": 80.0, "min_distance": 0.1, "max_distance": 800.0}}),
         ),
         (
+            json!({"query": "scan", "dataset": dataset, "from": "2024-01-01", "to": "2024-01-02"}),
+            json!({"kind": "query", "query": "scan", "fields": {
+                "dataset": "string", "from": "ISO-8601", "to": "ISO-8601", "columns": "[string]", "limit": "uint"}}),
+        ),
+        (
             json!({"query": "sql", "sql": format!("SELECT count(*) AS trips FROM {dataset}")}),
             json!({"kind": "query", "query": "sql", "fields": {"sql": "one read-only SELECT; datasets are views"}}),
         ),

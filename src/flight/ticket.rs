@@ -6,7 +6,7 @@ use serde_json::{Map, Value};
 
 use crate::{
     error::{Error, Result},
-    proto::{ticket::Query, Outliers, Range, Sql, Ticket, P90},
+    proto::{ticket::Query, Outliers, Range, Scan, Sql, Ticket, P90},
 };
 
 /// Decodes ticket bytes: a JSON object if the first non-blank byte is `{`, else protobuf.
@@ -19,7 +19,7 @@ pub fn try_decode(bytes: &[u8]) -> Result<Ticket> {
                 Error::invalid(format!("ticket is neither a JSON object nor a bridge.v1.Ticket protobuf: {e}"))
             })?;
             if t.query.is_none() {
-                return Err(Error::invalid("protobuf ticket names no query; set one of p90, outliers, sql"));
+                return Err(Error::invalid("protobuf ticket names no query; set one of p90, outliers, scan, sql"));
             }
             Ok(t)
         }
@@ -34,6 +34,8 @@ pub fn encode(t: &Ticket) -> Vec<u8> {
 const COMMON: [&str; 2] = ["query", "dataset"];
 const RANGE: [&str; 2] = ["from", "to"];
 const P90_FIELDS: [&str; 4] = ["percentile", "columns", "limit", "output"];
+const SCAN_FIELDS: [&str; 2] = ["columns", "limit"];
+const KINDS: &str = "\"p90\", \"outliers\", \"scan\", \"sql\"";
 const OUTLIER_FIELDS: [&str; 9] = [
     "within_p90",
     "limit",
@@ -93,16 +95,13 @@ fn from_json(bytes: &[u8]) -> Result<Ticket> {
     let kind = obj
         .get("query")
         .and_then(Value::as_str)
-        .ok_or_else(|| Error::invalid("ticket JSON needs \"query\": one of \"p90\", \"outliers\", \"sql\""))?;
+        .ok_or_else(|| Error::invalid(format!("ticket JSON needs \"query\": one of {KINDS}")))?;
     let allowed: Vec<&str> = match kind {
         "p90" => COMMON.iter().chain(&RANGE).chain(&P90_FIELDS).copied().collect(),
         "outliers" => COMMON.iter().chain(&RANGE).chain(&OUTLIER_FIELDS).copied().collect(),
+        "scan" => COMMON.iter().chain(&RANGE).chain(&SCAN_FIELDS).copied().collect(),
         "sql" => vec!["query", "sql"],
-        other => {
-            return Err(Error::invalid(format!(
-                "unknown query kind {other:?}; use one of \"p90\", \"outliers\", \"sql\""
-            )))
-        }
+        other => return Err(Error::invalid(format!("unknown query kind {other:?}; use one of {KINDS}"))),
     };
     check_fields(obj, kind, &allowed)?;
     let f: Fields = serde_json::from_value(value.clone())
@@ -130,6 +129,7 @@ fn from_json(bytes: &[u8]) -> Result<Ticket> {
             min_distance: f.min_distance,
             max_distance: f.max_distance,
         }),
+        "scan" => Query::Scan(Scan { dataset: f.dataset, range, columns: f.columns, limit: f.limit }),
         _ => Query::Sql(Sql { sql: f.sql }),
     };
     Ok(Ticket { query: Some(query) })

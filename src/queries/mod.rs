@@ -6,6 +6,7 @@ pub mod native;
 pub mod outliers;
 pub mod p90;
 pub mod range;
+pub mod read;
 pub mod scan;
 pub mod sql;
 
@@ -15,7 +16,7 @@ use duckdb::Connection;
 
 use crate::{
     catalog::{Catalog, Snapshot},
-    engine::{manifest, quote_ident, QueryPlan, QueryStream},
+    engine::{manifest, QueryPlan, QueryStream},
     error::{Error, Result},
     proto::{ticket::Query, Ticket},
 };
@@ -33,8 +34,9 @@ pub fn plan(ticket: Ticket, catalog: &Catalog) -> Result<Plan> {
     match ticket.query {
         Some(Query::P90(p)) => p90::plan(p, catalog).map(Plan::Native),
         Some(Query::Outliers(o)) => outliers::plan(o, catalog).map(Plan::Native),
+        Some(Query::Scan(s)) => scan::plan(s, catalog).map(Plan::Native),
         Some(Query::Sql(s)) => sql::plan(s, catalog).map(Plan::Sql),
-        None => Err(Error::invalid("the ticket names no query; set one of p90, outliers, sql")),
+        None => Err(Error::invalid("the ticket names no query; set one of p90, outliers, scan, sql")),
     }
 }
 
@@ -81,11 +83,7 @@ pub fn manifest_metadata(dataset: &str, snap: &Snapshot) -> HashMap<String, Stri
 
 /// Freshness metadata of `dataset` as a SQL query's transaction sees it, keyed
 /// `bridge.<key>.<dataset>` so that several datasets fit.
-pub fn committed_manifest_metadata(
-    conn: &Connection,
-    dataset: &str,
-    md: &mut HashMap<String, String>,
-) -> Result<()> {
+pub fn committed_manifest_metadata(conn: &Connection, dataset: &str, md: &mut HashMap<String, String>) -> Result<()> {
     let (version, files) = manifest(conn, dataset)?;
     let key = |k: &str| format!("bridge.{k}.{dataset}");
     md.insert(key("manifest_version"), version.to_string());
@@ -94,30 +92,4 @@ pub fn committed_manifest_metadata(
     let newest = files.iter().map(|f| f.last_modified).max();
     md.insert(key("newest_file_modified"), newest.map(|t| t.to_rfc3339()).unwrap_or_default());
     Ok(())
-}
-
-/// `"col1", "col2"` in the dataset's spelling, or INVALID_ARGUMENT naming the unknown column.
-pub fn projection(dataset: &str, snap: &Snapshot, columns: &[String]) -> Result<String> {
-    if columns.is_empty() {
-        return Ok("*".into());
-    }
-    let mut out = Vec::with_capacity(columns.len());
-    for c in columns {
-        let col = snap.column(c).ok_or_else(|| {
-            let known: Vec<&str> = snap.columns.iter().map(|c| c.name.as_str()).collect();
-            Error::invalid(format!("unknown column {c:?} in dataset {dataset}; columns are: {}", known.join(", ")))
-        })?;
-        out.push(quote_ident(&col.name));
-    }
-    Ok(out.join(", "))
-}
-
-/// ` LIMIT n` or nothing.
-pub fn limit_clause(limit: Option<u64>) -> String {
-    limit.map(|n| format!(" LIMIT {n}")).unwrap_or_default()
-}
-
-/// A finite double as a SQL literal.
-pub fn double(v: f64) -> String {
-    format!("CAST('{v:?}' AS DOUBLE)")
 }

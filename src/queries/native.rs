@@ -35,7 +35,11 @@ impl Emitter {
     /// Publishes the schema. Returns false when the caller wants no rows (GetSchema) or is gone.
     pub fn start(&mut self, schema: SchemaRef, limit: Option<u64>) -> bool {
         self.remaining = limit.unwrap_or(u64::MAX);
-        self.coalescer = Some(BatchCoalescer::new(schema.clone(), self.batch_rows.max(1)));
+        // Small pieces (a short group prefix) are merged; segment-sized batches pass through
+        // uncopied.
+        let coalescer = BatchCoalescer::new(schema.clone(), self.batch_rows.max(1))
+            .with_biggest_coalesce_batch_size(Some(crate::segment::CHUNK_ROWS / 2));
+        self.coalescer = Some(coalescer);
         self.schema = Some(schema.clone());
         let sent = self.schema_tx.take().is_some_and(|tx| tx.send(Ok(schema)).is_ok());
         sent && !self.schema_only
@@ -106,5 +110,6 @@ pub async fn run(job: Job, batch_rows: usize, schema_only: bool) -> Result<Query
         }
     });
     let schema = schema_rx.await.map_err(|_| Error::internal("query ended before its schema"))??;
-    Ok(QueryStream { schema: Arc::clone(&schema), batches: ReceiverStream::new(rx) })
+    // Batches are at most `batch_rows` rows, and views into mapped segments: send them whole.
+    Ok(QueryStream { schema: Arc::clone(&schema), batches: ReceiverStream::new(rx), max_message_bytes: None })
 }

@@ -18,15 +18,15 @@ use super::{
     native::{Emitter, Job},
     p90,
     range::Range,
+    read::{in_range, micros, Aligner},
     require_tlc,
-    scan::{in_range, micros, Aligner},
 };
 use crate::{
     catalog::{Catalog, Snapshot},
     error::{Error, Result},
     proto::Outliers,
     rule::{self, Bounds},
-    segment::{Cover, Segment},
+    segment::{Cover, Group, Mapped},
 };
 
 /// Columns `order_by` may name.
@@ -58,7 +58,9 @@ fn bounds(o: &Outliers) -> Result<Bounds> {
         ("distance", b.min_distance, b.max_distance),
     ] {
         if !lo.is_finite() || !hi.is_finite() || lo > hi {
-            return Err(Error::invalid(format!("min_{name} ({lo}) must be a number no greater than max_{name} ({hi})")));
+            return Err(Error::invalid(format!(
+                "min_{name} ({lo}) must be a number no greater than max_{name} ({hi})"
+            )));
         }
     }
     Ok(b)
@@ -101,13 +103,14 @@ struct Scope {
 }
 
 /// The outliers among the first `n` rows of a group: per-row mask and the computed columns.
-fn classify(seg: &Segment, g: &crate::segment::Group, n: usize, s: &Scope) -> Result<Option<(Vec<bool>, Computed)>> {
-    let (pickups, dropoffs, distances) = (seg.pickups(g, n)?, seg.dropoffs(g, n)?, seg.distances(g, n)?);
+/// Only a `partial`ly covered group needs its pickups checked against the range.
+fn classify(seg: &Mapped<'_>, g: &Group, partial: bool, n: usize, s: &Scope) -> Option<(Vec<bool>, Computed)> {
+    let (pickups, dropoffs, distances) = (seg.pickups(g, n), seg.dropoffs(g, n), seg.distances(g, n));
     let mut mask = vec![false; n];
     let mut c = Computed::default();
     let opt_ts = |t: i64| (t != i64::MIN).then_some(t);
     for i in 0..n {
-        if !in_range(pickups[i], s.from, s.to) && !(g.day.is_none() && s.from.is_none() && s.to.is_none()) {
+        if partial && !in_range(pickups[i], s.from, s.to) {
             continue;
         }
         let d = (!distances[i].is_nan()).then_some(distances[i]);
@@ -123,7 +126,7 @@ fn classify(seg: &Segment, g: &crate::segment::Group, n: usize, s: &Scope) -> Re
             c.reason.push(reason.as_str());
         }
     }
-    Ok((!c.reason.is_empty()).then_some((mask, c)))
+    (!c.reason.is_empty()).then_some((mask, c))
 }
 
 #[derive(Default)]
@@ -137,18 +140,19 @@ struct Computed {
 fn scan(snap: &Snapshot, s: &Scope, out: &mut dyn FnMut(RecordBatch) -> Result<bool>) -> Result<()> {
     let target = snap.schema.clone();
     let default_rule = s.bounds == rule::DEFAULT;
-    for seg in &snap.segments {
+    for seg in &p90::map_all(snap)? {
         let aligner = Aligner::new(seg.schema(), target.clone());
         for g in seg.groups() {
-            if g.cover(s.from, s.to) == Cover::None || (default_rule && !g.outlier) {
+            let cover = g.cover(s.from, s.to);
+            if cover == Cover::None || (default_rule && !g.outlier) {
                 continue;
             }
             // Above a distance threshold, only the group's sorted prefix can qualify.
             let n = match s.above {
-                Some(thr) => seg.distances(g, g.with_distance as usize)?.partition_point(|d| *d > thr),
+                Some(thr) => seg.distances(g, g.with_distance as usize).partition_point(|d| *d > thr),
                 None => g.rows as usize,
             };
-            let Some((mask, computed)) = classify(seg, g, n, s)? else { continue };
+            let Some((mask, computed)) = classify(seg, g, cover == Cover::Partial, n, s) else { continue };
             let (mut offset, mut taken) = (0, 0);
             for batch in seg.read(g, 0, n) {
                 let batch = batch?;
@@ -175,7 +179,13 @@ fn scan(snap: &Snapshot, s: &Scope, out: &mut dyn FnMut(RecordBatch) -> Result<b
 }
 
 /// Sorts all outlier rows by `col` and keeps the first `limit`.
-fn sorted(batches: Vec<RecordBatch>, schema: &SchemaRef, col: &str, desc: bool, limit: Option<u64>) -> Result<RecordBatch> {
+fn sorted(
+    batches: Vec<RecordBatch>,
+    schema: &SchemaRef,
+    col: &str,
+    desc: bool,
+    limit: Option<u64>,
+) -> Result<RecordBatch> {
     let all = concat_batches(schema, &batches)?;
     let idx = all.schema().fields().iter().position(|f| f.name().eq_ignore_ascii_case(col));
     let idx = idx.ok_or_else(|| Error::invalid(format!("order_by column {col} is not in this dataset")))?;
@@ -197,7 +207,7 @@ pub fn plan(o: Outliers, catalog: &Catalog) -> Result<Job> {
         let (from, to) = micros(&range);
         let mut scope = Scope { from, to, above: None, bounds };
         if o.within_p90 {
-            let (stats, _) = p90::compute(&snap, &range, 0.9)?;
+            let (stats, _) = p90::compute(&p90::map_all(&snap)?, &range, 0.9)?;
             scope.above = Some(stats.threshold.unwrap_or(f64::INFINITY));
             p90::stats_metadata(&stats, 0.9, &mut md);
         }

@@ -10,7 +10,7 @@ use std::{collections::HashMap, sync::Arc};
 
 use arrow::{
     array::{BooleanArray, Float64Array, Int64Array, TimestampMicrosecondArray},
-    compute::filter_record_batch,
+    buffer::ScalarBuffer,
     datatypes::{DataType, Field, Schema, TimeUnit},
     record_batch::RecordBatch,
 };
@@ -19,14 +19,14 @@ use super::{
     manifest_metadata,
     native::{Emitter, Job},
     range::Range,
+    read::{in_range, micros, project, quantile_cont, read_masked, Aligner},
     require_tlc,
-    scan::{in_range, micros, project, quantile_cont, Aligner},
 };
 use crate::{
     catalog::{Catalog, Snapshot},
     error::{Error, Result},
     proto::P90,
-    segment::Cover,
+    segment::{Cover, Mapped},
 };
 
 /// Threshold and counts for one range.
@@ -53,38 +53,43 @@ struct Part {
     segment: usize,
     group: usize,
     /// Distances in range, descending (a run for the percentile).
-    run: Vec<f64>,
+    run: ScalarBuffer<f64>,
     /// For a partly covered group: every row's distance and whether its pickup is in range.
-    partial: Option<(Vec<f64>, Vec<bool>)>,
+    partial: Option<(ScalarBuffer<f64>, Vec<bool>)>,
 }
 
-/// Computes the threshold and counts, and which rows are above it, over `snap`'s segments.
-pub fn compute(snap: &Snapshot, range: &Range, percentile: f64) -> Result<(Stats, Vec<Take>)> {
+/// Maps every segment of `snap` for one query.
+pub fn map_all(snap: &Snapshot) -> Result<Vec<Mapped<'_>>> {
+    snap.segments.iter().map(|s| s.map()).collect()
+}
+
+/// Computes the threshold and counts, and which rows are above it, over the mapped segments.
+pub fn compute(maps: &[Mapped<'_>], range: &Range, percentile: f64) -> Result<(Stats, Vec<Take>)> {
     let (from, to) = micros(range);
     let mut parts = Vec::new();
     let mut trips_in_range = 0u64;
-    for (si, seg) in snap.segments.iter().enumerate() {
+    for (si, seg) in maps.iter().enumerate() {
         for (gi, g) in seg.groups().iter().enumerate() {
             match g.cover(from, to) {
                 Cover::None => {}
                 Cover::Full => {
                     trips_in_range += g.rows;
-                    let run = seg.distances(g, g.with_distance as usize)?;
+                    let run = seg.distances(g, g.with_distance as usize);
                     parts.push(Part { segment: si, group: gi, run, partial: None });
                 }
                 Cover::Partial => {
-                    let pickups = seg.pickups(g, g.rows as usize)?;
-                    let distances = seg.distances(g, g.rows as usize)?;
+                    let pickups = seg.pickups(g, g.rows as usize);
+                    let distances = seg.distances(g, g.rows as usize);
                     let inside: Vec<bool> = pickups.iter().map(|&t| in_range(t, from, to)).collect();
                     trips_in_range += inside.iter().filter(|x| **x).count() as u64;
                     let run = distances.iter().zip(&inside).filter(|(d, i)| **i && !d.is_nan()).map(|(d, _)| *d);
-                    let run = run.collect();
+                    let run = run.collect::<Vec<f64>>().into();
                     parts.push(Part { segment: si, group: gi, run, partial: Some((distances, inside)) });
                 }
             }
         }
     }
-    let runs: Vec<&[f64]> = parts.iter().map(|p| p.run.as_slice()).collect();
+    let runs: Vec<&[f64]> = parts.iter().map(|p| p.run.as_ref()).collect();
     let threshold = quantile_cont(&runs, percentile);
     let mut takes = Vec::new();
     let mut trips_above = 0u64;
@@ -109,22 +114,14 @@ pub fn compute(snap: &Snapshot, range: &Range, percentile: f64) -> Result<(Stats
 }
 
 /// Reads the rows of `takes` into `target`, pushing them to `emit` until it wants no more.
-pub fn emit_takes(snap: &Snapshot, takes: &[Take], target: &Arc<Schema>, emit: &mut Emitter) -> Result<()> {
+pub fn emit_takes(maps: &[Mapped<'_>], takes: &[Take], target: &Arc<Schema>, emit: &mut Emitter) -> Result<()> {
     let mut aligners: HashMap<usize, Aligner> = HashMap::new();
     for t in takes {
-        let seg = &snap.segments[t.segment];
+        let seg = &maps[t.segment];
         let group = &seg.groups()[t.group];
         let aligner = aligners.entry(t.segment).or_insert_with(|| Aligner::new(seg.schema(), target.clone()));
-        let mut offset = 0;
-        for batch in seg.read(group, 0, t.rows) {
-            let batch = batch?;
-            let n = batch.num_rows();
-            let batch = match &t.mask {
-                Some(mask) => filter_record_batch(&batch, &mask.slice(offset, n))?,
-                None => batch,
-            };
-            offset += n;
-            if !emit.push(aligner.apply(&batch)?)? {
+        for batch in read_masked(seg, group, t.rows, t.mask.as_ref()) {
+            if !emit.push(aligner.apply(&batch?)?)? {
                 return Ok(());
             }
         }
@@ -190,7 +187,8 @@ pub fn plan(p: P90, catalog: &Catalog) -> Result<Job> {
     let dataset = ds.name.clone();
     Ok(Box::new(move |emit: &mut Emitter| {
         let mut md = manifest_metadata(&dataset, &snap);
-        let (stats, takes) = compute(&snap, &range, percentile)?;
+        let maps = map_all(&snap)?;
+        let (stats, takes) = compute(&maps, &range, percentile)?;
         stats_metadata(&stats, percentile, &mut md);
         if !trips {
             let row = summary(&range, percentile, &stats, md)?;
@@ -200,6 +198,6 @@ pub fn plan(p: P90, catalog: &Catalog) -> Result<Job> {
         if !emit.start(schema, p.limit) {
             return Ok(());
         }
-        emit_takes(&snap, &takes, &target, emit)
+        emit_takes(&maps, &takes, &target, emit)
     }))
 }

@@ -41,30 +41,6 @@ impl Range {
         }
         Ok(range)
     }
-
-    /// SQL predicate on `tpep_pickup_datetime`.
-    pub fn predicate(&self) -> String {
-        let mut parts = Vec::new();
-        if let Some(f) = self.from {
-            parts.push(format!("tpep_pickup_datetime >= {}", literal(Some(f))));
-        }
-        if let Some(t) = self.to {
-            parts.push(format!("tpep_pickup_datetime < {}", literal(Some(t))));
-        }
-        if parts.is_empty() {
-            "TRUE".into()
-        } else {
-            parts.join(" AND ")
-        }
-    }
-}
-
-/// A TIMESTAMP literal (or NULL).
-pub fn literal(t: Option<NaiveDateTime>) -> String {
-    match t {
-        Some(t) => format!("TIMESTAMP '{}'", t.format("%Y-%m-%d %H:%M:%S%.6f")),
-        None => "CAST(NULL AS TIMESTAMP)".into(),
-    }
 }
 
 #[cfg(test)]
@@ -77,7 +53,7 @@ mod tests {
         assert_eq!(r.from.map(|f| f.to_string()).as_deref(), Some("2023-01-01 00:00:00"));
         assert_eq!(r.to.map(|t| t.to_string()).as_deref(), Some("2023-01-02 12:30:00.500"));
         assert!(Range::parse("2023-01-01 08:00", "").is_ok());
-        assert_eq!(Range::parse("", "").expect("unbounded").predicate(), "TRUE");
+        assert_eq!(Range::parse("", "").expect("unbounded"), Range::default());
     }
 
     #[test]

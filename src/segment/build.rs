@@ -1,12 +1,6 @@
 //! Writing a segment from DuckDB's sorted rows of one file (see the module docs for the layout).
 
-use std::{
-    fs::File,
-    io::BufWriter,
-    os::unix::fs::FileExt,
-    path::Path,
-    sync::Arc,
-};
+use std::{fs::File, io::BufWriter, os::unix::fs::FileExt, path::Path, sync::Arc};
 
 use arrow::{
     array::{Array, AsArray},
@@ -28,7 +22,14 @@ const DISTANCE: &str = "trip_distance";
 
 /// Runs `sql` (the file's rows plus [`OUTLIER_COLUMN`], ordered by pickup date, outlier first,
 /// distance descending NULLs last) and writes segment `name` in `dir`. `rows` is the row count.
-pub fn build(conn: &Connection, sql: &str, params: &[&dyn ToSql], rows: u64, dir: &Path, name: &str) -> Result<Arc<Segment>> {
+pub fn build(
+    conn: &Connection,
+    sql: &str,
+    params: &[&dyn ToSql],
+    rows: u64,
+    dir: &Path,
+    name: &str,
+) -> Result<Arc<Segment>> {
     std::fs::create_dir_all(dir).map_err(Error::internal)?;
     let (data_path, keys_path) = paths(dir, name);
     let (data_tmp, keys_tmp) = (data_path.with_extension("arrow.tmp"), keys_path.with_extension("keys.tmp"));
@@ -103,9 +104,8 @@ impl Writer {
                 first_batch: self.batches,
             });
         }
-        let distance = rows
-            .column_by_name(DISTANCE)
-            .ok_or_else(|| Error::internal("segment rows lack trip_distance"))?;
+        let distance =
+            rows.column_by_name(DISTANCE).ok_or_else(|| Error::internal("segment rows lack trip_distance"))?;
         let distance = cast(distance, &DataType::Float64)?;
         let distance = distance.as_primitive::<arrow::datatypes::Float64Type>();
         let pickup = micros(&rows, PICKUP)?;

@@ -11,7 +11,8 @@
 //!
 //! So the trips above a threshold on a day are a *prefix* of that day's two groups, the default
 //! outliers are whole groups, and a threshold needs only the `keys` of the range. Queries read
-//! what they return, with `pread` into ordinary (unmapped) buffers, so memory stays flat.
+//! what they return, zero-copy through a per-query read-only mapping, so memory follows the rows
+//! being sent.
 //! Segments are immutable; a retired segment is unlinked, and queries that still hold it keep
 //! reading through their open file handles.
 
@@ -25,7 +26,7 @@ use std::{
 };
 
 use arrow::{
-    buffer::{Buffer, MutableBuffer},
+    buffer::{Buffer, ScalarBuffer},
     datatypes::SchemaRef,
     ipc::{convert::fb_to_schema, reader::FileDecoder, root_as_footer, Block},
     record_batch::RecordBatch,
@@ -85,6 +86,28 @@ pub enum Cover {
     Full,
 }
 
+/// Bytes `[offset, offset + len)` of a file as an Arrow buffer over a read-only shared mapping,
+/// unmapped when the last array using it is dropped.
+#[allow(unsafe_code)]
+fn map(file: &File, offset: u64, len: usize) -> Result<Buffer> {
+    if len == 0 {
+        return Ok(Buffer::from(Vec::<u8>::new()));
+    }
+    let start = offset - offset % page_size();
+    // SAFETY: segment files are written once under a temporary name, renamed into place and
+    // never modified or truncated afterwards (retiring only unlinks them), so the mapped bytes
+    // cannot change or disappear while mapped.
+    let mmap = unsafe { memmap2::MmapOptions::new().offset(start).len(len + (offset - start) as usize).map(file) }
+        .map_err(Error::internal)?;
+    Ok(Buffer::from(bytes::Bytes::from_owner(mmap)).slice((offset - start) as usize))
+}
+
+fn page_size() -> u64 {
+    // Mapping offsets must be multiples of the page size; 64 KiB covers every Linux page size
+    // in use (4 KiB, 16 KiB, 64 KiB) and keeps the arithmetic free of libc.
+    64 * 1024
+}
+
 /// Which column of the keys file.
 #[derive(Debug, Clone, Copy)]
 enum Key {
@@ -93,7 +116,7 @@ enum Key {
     Distance = 2,
 }
 
-/// One ingested file's segment. Cheap to share (`Arc`); reads are `pread`s on shared handles.
+/// One ingested file's segment. Cheap to share (`Arc`); queries read it through [`Segment::map`].
 pub struct Segment {
     name: String,
     data_path: PathBuf,
@@ -116,6 +139,66 @@ impl std::fmt::Debug for Segment {
 /// The two paths of the segment called `name` in `dir`.
 pub fn paths(dir: &Path, name: &str) -> (PathBuf, PathBuf) {
     (dir.join(format!("{name}.arrow")), dir.join(format!("{name}.keys")))
+}
+
+/// A segment mapped for one query.
+pub struct Mapped<'a> {
+    segment: &'a Segment,
+    /// The whole keys file: queries binary-search it, so they touch few of its pages.
+    keys: Buffer,
+}
+
+impl Mapped<'_> {
+    pub fn groups(&self) -> &[Group] {
+        &self.segment.groups
+    }
+
+    pub fn schema(&self) -> &SchemaRef {
+        &self.segment.schema
+    }
+
+    fn key<T: arrow::datatypes::ArrowNativeType>(&self, key: Key, g: &Group, n: usize) -> ScalarBuffer<T> {
+        let n = n.min(g.rows as usize);
+        let offset = ((key as u64 * self.segment.rows + g.start) * 8) as usize;
+        ScalarBuffer::new(self.keys.clone(), offset / 8, n)
+    }
+
+    /// Pickup times (µs, NULL = `i64::MIN`) of the first `n` rows of `g`.
+    pub fn pickups(&self, g: &Group, n: usize) -> ScalarBuffer<i64> {
+        self.key(Key::Pickup, g, n)
+    }
+
+    /// Dropoff times (µs, NULL = `i64::MIN`) of the first `n` rows of `g`.
+    pub fn dropoffs(&self, g: &Group, n: usize) -> ScalarBuffer<i64> {
+        self.key(Key::Dropoff, g, n)
+    }
+
+    /// Distances (NULL = NaN) of the first `n` rows of `g`, in descending order.
+    pub fn distances(&self, g: &Group, n: usize) -> ScalarBuffer<f64> {
+        self.key(Key::Distance, g, n)
+    }
+
+    /// Record batch `i`, decoded in place over its own mapping: the pages leave the process's
+    /// memory when the batch has been sent and dropped.
+    fn batch(&self, i: usize) -> Result<RecordBatch> {
+        let block =
+            self.segment.blocks.get(i).ok_or_else(|| Error::internal(format!("segment batch {i} out of range")))?;
+        let len = block.metaDataLength() as usize + block.bodyLength() as usize;
+        let buf = map(&self.segment.data, block.offset() as u64, len)?;
+        self.segment.decoder.read_record_batch(block, &buf)?.ok_or_else(|| Error::internal("empty segment block"))
+    }
+
+    /// Rows `[lo, hi)` of group `g` as record batches of at most [`CHUNK_ROWS`], read lazily.
+    pub fn read(&self, g: &Group, lo: usize, hi: usize) -> impl Iterator<Item = Result<RecordBatch>> + '_ {
+        let hi = hi.min(g.rows as usize);
+        let first = g.first_batch as usize;
+        (lo / CHUNK_ROWS..hi.div_ceil(CHUNK_ROWS)).filter(move |_| lo < hi).map(move |b| {
+            let batch = self.batch(first + b)?;
+            let base = b * CHUNK_ROWS;
+            let (from, to) = (lo.max(base) - base, (hi - base).min(batch.num_rows()));
+            Ok(batch.slice(from, to.saturating_sub(from)))
+        })
+    }
 }
 
 impl Segment {
@@ -148,7 +231,18 @@ impl Segment {
             return Err(corrupt("keys file does not match the row count"));
         }
         let decoder = FileDecoder::new(schema.clone(), footer.version());
-        Ok(Arc::new(Segment { name: name.to_string(), data_path, keys_path, data, keys, rows, groups, blocks, decoder, schema }))
+        Ok(Arc::new(Segment {
+            name: name.to_string(),
+            data_path,
+            keys_path,
+            data,
+            keys,
+            rows,
+            groups,
+            blocks,
+            decoder,
+            schema,
+        }))
     }
 
     pub fn name(&self) -> &str {
@@ -168,49 +262,11 @@ impl Segment {
         &self.schema
     }
 
-    fn read_key(&self, key: Key, g: &Group, n: usize) -> Result<Vec<[u8; 8]>> {
-        let n = n.min(g.rows as usize);
-        let mut buf = vec![0u8; n * 8];
-        let offset = (key as u64 * self.rows + g.start) * 8;
-        self.keys.read_exact_at(&mut buf, offset).map_err(Error::internal)?;
-        Ok(buf.chunks_exact(8).map(|c| c.try_into().unwrap_or_default()).collect())
-    }
-
-    /// Pickup times (µs, NULL = `i64::MIN`) of the first `n` rows of `g`.
-    pub fn pickups(&self, g: &Group, n: usize) -> Result<Vec<i64>> {
-        Ok(self.read_key(Key::Pickup, g, n)?.into_iter().map(i64::from_le_bytes).collect())
-    }
-
-    /// Dropoff times (µs, NULL = `i64::MIN`) of the first `n` rows of `g`.
-    pub fn dropoffs(&self, g: &Group, n: usize) -> Result<Vec<i64>> {
-        Ok(self.read_key(Key::Dropoff, g, n)?.into_iter().map(i64::from_le_bytes).collect())
-    }
-
-    /// Distances (NULL = NaN) of the first `n` rows of `g`, in descending order.
-    pub fn distances(&self, g: &Group, n: usize) -> Result<Vec<f64>> {
-        Ok(self.read_key(Key::Distance, g, n)?.into_iter().map(f64::from_le_bytes).collect())
-    }
-
-    /// Record batch `i`, read with one `pread`.
-    fn batch(&self, i: usize) -> Result<RecordBatch> {
-        let block = self.blocks.get(i).ok_or_else(|| Error::internal(format!("segment batch {i} out of range")))?;
-        let len = block.metaDataLength() as usize + block.bodyLength() as usize;
-        let mut buf = MutableBuffer::from_len_zeroed(len);
-        self.data.read_exact_at(buf.as_slice_mut(), block.offset() as u64).map_err(Error::internal)?;
-        let buf = Buffer::from(buf);
-        self.decoder.read_record_batch(block, &buf)?.ok_or_else(|| Error::internal("empty segment block"))
-    }
-
-    /// Rows `[lo, hi)` of group `g` as record batches of at most [`CHUNK_ROWS`], read lazily.
-    pub fn read(&self, g: &Group, lo: usize, hi: usize) -> impl Iterator<Item = Result<RecordBatch>> + '_ {
-        let hi = hi.min(g.rows as usize);
-        let first = g.first_batch as usize;
-        (lo / CHUNK_ROWS..hi.div_ceil(CHUNK_ROWS)).filter(move |_| lo < hi).map(move |b| {
-            let batch = self.batch(first + b)?;
-            let base = b * CHUNK_ROWS;
-            let (from, to) = (lo.max(base) - base, (hi - base).min(batch.num_rows()));
-            Ok(batch.slice(from, to.saturating_sub(from)))
-        })
+    /// Maps the segment for one query: the keys file whole, each record batch on its own when
+    /// read. Batches reference their mapping (zero-copy) until they are dropped, so memory
+    /// follows the rows in flight, not what the dataset or the query's result holds.
+    pub fn map(&self) -> Result<Mapped<'_>> {
+        Ok(Mapped { segment: self, keys: map(&self.keys, 0, self.rows as usize * 24)? })
     }
 
     /// Removes the files. Queries holding this segment keep reading through their open handles.

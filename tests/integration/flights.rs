@@ -20,7 +20,7 @@ async fn list_info_schema_and_get_agree() {
         .filter_map(|i| serde_json::from_slice::<serde_json::Value>(&i.app_metadata).ok())
         .filter_map(|m| m["query"].as_str().map(String::from))
         .collect();
-    assert_eq!(kinds, ["p90", "outliers", "sql"]);
+    assert_eq!(kinds, ["p90", "outliers", "scan", "sql"]);
 
     let cmd = r#"{"query":"p90","dataset":"yellow","from":"2024-01-05","to":"2024-01-06"}"#;
     let info = fx.client.get_flight_info(FlightDescriptor::new_cmd(cmd)).await.expect("info");

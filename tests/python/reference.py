@@ -24,6 +24,14 @@ def p90(files, frm=None, to=None, q=0.9):
     return thr, rows
 
 
+def in_range(t, frm, to):
+    """Rows of `t` picked up in [frm, to), naive ISO-8601 bounds."""
+    frm, to = (datetime.datetime.fromisoformat(x) for x in (frm, to))
+    col = t["tpep_pickup_datetime"]
+    return t.filter(pc.and_(pc.greater_equal(col, pa.scalar(frm, pa.timestamp("us"))),
+                            pc.less(col, pa.scalar(to, pa.timestamp("us")))))
+
+
 def outliers(files, frm, to):
     """The physics rule in pyarrow compute; returns the table with a `reason` column."""
     t = read(files)

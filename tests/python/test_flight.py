@@ -16,7 +16,7 @@ def test_list_flights_describes_datasets_and_queries(bridge, files):
     assert dataset[0].total_records == sum(pa.parquet.ParquetFile(f).metadata.num_rows for f in files)
     assert "trip_distance" in dataset[0].schema.names
     kinds = [json.loads(i.app_metadata)["query"] for i in infos if json.loads(i.app_metadata)["kind"] == "query"]
-    assert kinds == ["p90", "outliers", "sql"]
+    assert kinds == ["p90", "outliers", "scan", "sql"]
     # Every example command in ListFlights is a working ticket.
     for i in infos:
         if i.descriptor.descriptor_type == flight.DescriptorType.CMD:
@@ -99,3 +99,26 @@ def test_unknown_action_and_unsupported_rpcs(bridge):
     with pytest.raises(pa.ArrowNotImplementedError):
         writer, _ = bridge.client.do_put(flight.FlightDescriptor.for_path("yellow"), pa.schema([("a", pa.int64())]))
         writer.close()
+
+
+@pytest.mark.parametrize("frm,to", [("2024-01-01", "2024-02-01"), ("2024-02-03T06:30", "2024-02-04T12:00"), (None, None)])
+def test_scan_returns_exactly_the_range(bridge, files, frm, to):
+    ticket = {"query": "scan", "dataset": "yellow"}
+    if frm:
+        ticket.update({"from": frm, "to": to})
+    got = bridge.get(ticket)
+    want = ref.read(files)
+    if frm:
+        want = ref.in_range(want, frm, to)
+    assert got.num_rows == want.num_rows
+    assert ref.key(got) == ref.key(want)
+    assert int(got.schema.metadata[b"bridge.file_count"]) == len(files)
+
+
+def test_scan_projection_and_limit(bridge):
+    got = bridge.get({"query": "scan", "dataset": "yellow", "columns": ["TRIP_DISTANCE", "fare_amount"], "limit": 1234})
+    assert got.schema.names == ["trip_distance", "fare_amount"] and got.num_rows == 1234
+    with pytest.raises(pa.ArrowInvalid, match="unknown column"):
+        bridge.get({"query": "scan", "dataset": "yellow", "columns": ["nope"]})
+    with pytest.raises(pa.ArrowInvalid, match="does not apply"):
+        bridge.get({"query": "scan", "dataset": "yellow", "within_p90": True})
