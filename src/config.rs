@@ -57,6 +57,13 @@ pub struct Config {
     /// How often each dataset's location is re-listed, e.g. 1s, 500ms, 1m.
     #[arg(long, env = "BRIDGE_REFRESH_INTERVAL", default_value = "1s", value_parser = parse_duration)]
     pub refresh_interval: Duration,
+    /// A dataset's own refresh interval, overriding --refresh-interval: NAME=DURATION, e.g.
+    /// yellow=10s. Repeat for more datasets (comma-separated in the env var).
+    #[arg(long = "dataset-refresh", env = "BRIDGE_DATASET_REFRESH", value_delimiter = ',', value_parser = parse_refresh)]
+    pub dataset_refresh: Vec<(String, Duration)>,
+    /// Longest a ticket's `min_version` waits for the dataset to reach that manifest version.
+    #[arg(long, env = "BRIDGE_MIN_VERSION_WAIT", default_value = "10s", value_parser = parse_duration)]
+    pub min_version_wait: Duration,
     /// DuckDB memory limit.
     #[arg(long, env = "BRIDGE_DUCKDB_MEMORY_LIMIT", default_value = "4GB")]
     pub duckdb_memory_limit: String,
@@ -104,6 +111,8 @@ impl Default for Config {
             datasets: Vec::new(),
             cache_dir: PathBuf::from("./.cache/bridge"),
             refresh_interval: Duration::from_secs(1),
+            dataset_refresh: Vec::new(),
+            min_version_wait: Duration::from_secs(10),
             duckdb_memory_limit: "4GB".into(),
             duckdb_threads: None,
             batch_rows: 65_536,
@@ -111,6 +120,12 @@ impl Default for Config {
             addr_file: None,
         }
     }
+}
+
+/// `NAME=DURATION` for `--dataset-refresh`.
+pub fn parse_refresh(s: &str) -> Result<(String, Duration), String> {
+    let (name, d) = s.split_once('=').ok_or_else(|| format!("{s:?} is not NAME=DURATION (e.g. yellow=10s)"))?;
+    Ok((name.trim().to_string(), parse_duration(d)?))
 }
 
 /// `250ms`, `1s`, `2m`, or plain seconds.
@@ -148,9 +163,12 @@ mod tests {
             "--dataset",
             "b=s3://bk/k/*.parquet",
             "--s3-allow-http",
+            "--dataset-refresh",
+            "b=10s",
         ])
         .expect("parses");
         assert_eq!(cli.serve.datasets.len(), 2);
+        assert_eq!(cli.serve.dataset_refresh, [("b".to_string(), Duration::from_secs(10))]);
         assert!(cli.serve.s3.allow_http);
     }
 }

@@ -21,6 +21,10 @@ pub enum Error {
     /// The object store could not be reached or answered with an error; retrying may help.
     #[error("object store unavailable: {0}")]
     Unavailable(String),
+    /// The answer is not ready yet (no readable file, a manifest version not reached); the
+    /// message says what to wait for. UNAVAILABLE, so clients retry.
+    #[error("{0}")]
+    NotReady(String),
     /// A query ran out of memory or another resource limit.
     #[error("{0}")]
     ResourceExhausted(String),
@@ -91,6 +95,7 @@ impl From<Error> for Status {
                 tracing::warn!(error = %m, "object store unavailable");
                 Status::new(Code::Unavailable, "object store unavailable; retry later")
             }
+            Error::NotReady(m) => Status::new(Code::Unavailable, m),
             Error::ResourceExhausted(m) => Status::new(Code::ResourceExhausted, m),
             Error::Cancelled => Status::new(Code::Cancelled, "query cancelled"),
             Error::Internal(m) => {

@@ -3,10 +3,10 @@
 use std::sync::Arc;
 
 use crate::{
-    catalog::Catalog,
+    catalog::{Catalog, Location},
     config::Config,
     engine::{Engine, EngineOptions},
-    error::Result,
+    error::{Error, Result},
 };
 
 #[derive(Debug, Clone)]
@@ -25,28 +25,20 @@ impl AppState {
     pub fn open(config: &Config) -> Result<Self> {
         let threads =
             config.duckdb_threads.unwrap_or_else(|| std::thread::available_parallelism().map_or(2, |n| n.get()));
-        let mut catalog_dirs = Vec::new();
-        let specs = &config.datasets;
         let cache_dir = config.cache_dir.clone();
-        std::fs::create_dir_all(&cache_dir).map_err(crate::error::Error::internal)?;
-        // Locations first: they validate the dataset URLs and find the local roots.
-        for spec in specs {
-            let loc = crate::catalog::Location::parse(&spec.url, &config.s3)?;
-            if let Some(root) = loc.local_root {
-                catalog_dirs.push(root);
-            }
-        }
+        std::fs::create_dir_all(&cache_dir).map_err(Error::internal)?;
+        // Locations first: they validate the dataset URLs, and user SQL may read the local ones.
+        let locations =
+            config.datasets.iter().map(|d| Location::parse(&d.url, &config.s3)).collect::<Result<Vec<_>>>()?;
+        let mut allowed_dirs = vec![std::fs::canonicalize(&cache_dir).map_err(Error::internal)?];
+        allowed_dirs.extend(locations.iter().filter_map(|l| l.local_root.clone()));
         let engine = Arc::new(Engine::open(&EngineOptions {
             dir: cache_dir.join("store"),
-            allowed_dirs: [
-                vec![std::fs::canonicalize(&cache_dir).map_err(crate::error::Error::internal)?],
-                catalog_dirs,
-            ]
-            .concat(),
+            allowed_dirs,
             memory_limit: config.duckdb_memory_limit.clone(),
             threads,
         })?);
-        let catalog = Catalog::new(specs, &config.s3, config.refresh_interval, engine, cache_dir)?;
+        let catalog = Catalog::new(config, locations, engine)?;
         Ok(AppState { inner: Arc::new(Inner { catalog: Arc::new(catalog), batch_rows: config.batch_rows }) })
     }
 

@@ -22,7 +22,7 @@ use chrono::{DateTime, Utc};
 pub use location::{Location, ObjectEntry};
 
 use crate::{
-    config::S3Options,
+    config::Config,
     engine::{Column, Engine, FileRow, IngestOutcome},
     error::{Error, Result},
     segment::Segment,
@@ -105,6 +105,8 @@ pub struct Dataset {
     pub location: Location,
     pub refresh_interval: Duration,
     state: ArcSwap<Snapshot>,
+    /// The published manifest version, for tickets that wait for one (`min_version`).
+    version: tokio::sync::watch::Sender<u64>,
     refreshing: tokio::sync::Mutex<()>,
     /// The live segment of each ingested file, by key.
     segments: Mutex<BTreeMap<String, Arc<Segment>>>,
@@ -113,6 +115,26 @@ pub struct Dataset {
 impl Dataset {
     pub fn snapshot(&self) -> Arc<Snapshot> {
         self.state.load_full()
+    }
+
+    /// Waits up to `wait` until the dataset has published manifest version `min`.
+    pub async fn wait_for_version(&self, min: u64, wait: Duration) -> Result<()> {
+        let mut rx = self.version.subscribe();
+        let reached = matches!(tokio::time::timeout(wait, rx.wait_for(|v| *v >= min)).await, Ok(Ok(_)));
+        if reached {
+            return Ok(());
+        }
+        Err(Error::NotReady(format!(
+            "dataset {} is at manifest version {}, not yet {min} (waited {wait:?}); retry later",
+            self.name,
+            *self.version.borrow()
+        )))
+    }
+
+    fn publish(&self, snapshot: Snapshot) {
+        let version = snapshot.version;
+        self.state.store(Arc::new(snapshot));
+        self.version.send_replace(version);
     }
 
     /// Makes `segment` the live segment of `key` (None: the file is gone) and retires the old one.
@@ -138,24 +160,26 @@ pub struct Catalog {
     datasets: BTreeMap<String, Arc<Dataset>>,
     engine: Arc<Engine>,
     cache_dir: PathBuf,
+    min_version_wait: Duration,
 }
 
 impl Catalog {
-    pub fn new(
-        specs: &[DatasetSpec],
-        s3: &S3Options,
-        refresh: Duration,
-        engine: Arc<Engine>,
-        cache_dir: PathBuf,
-    ) -> Result<Self> {
+    /// The datasets of `config`, at the already-parsed `locations` (one per dataset, in order).
+    pub fn new(config: &Config, locations: Vec<Location>, engine: Arc<Engine>) -> Result<Self> {
         let mut datasets = BTreeMap::new();
-        for spec in specs {
-            let location = Location::parse(&spec.url, s3)?;
+        for (spec, location) in config.datasets.iter().zip(locations) {
+            let refresh_interval = config
+                .dataset_refresh
+                .iter()
+                .rev()
+                .find(|(name, _)| name == &spec.name)
+                .map_or(config.refresh_interval, |(_, d)| *d);
             let dataset = Dataset {
                 name: spec.name.clone(),
                 location,
-                refresh_interval: refresh,
+                refresh_interval,
                 state: ArcSwap::from_pointee(Snapshot::default()),
+                version: tokio::sync::watch::Sender::new(0),
                 refreshing: tokio::sync::Mutex::new(()),
                 segments: Mutex::new(BTreeMap::new()),
             };
@@ -163,7 +187,15 @@ impl Catalog {
                 return Err(Error::invalid(format!("dataset {} is named twice", spec.name)));
             }
         }
-        Ok(Catalog { datasets, engine, cache_dir })
+        if let Some((name, _)) = config.dataset_refresh.iter().find(|(n, _)| !datasets.contains_key(n)) {
+            return Err(Error::invalid(format!("--dataset-refresh names {name:?}, which is not a dataset")));
+        }
+        Ok(Catalog { datasets, engine, cache_dir: config.cache_dir.clone(), min_version_wait: config.min_version_wait })
+    }
+
+    /// How long a ticket's `min_version` may wait.
+    pub fn min_version_wait(&self) -> Duration {
+        self.min_version_wait
     }
 
     pub fn engine(&self) -> &Arc<Engine> {
@@ -206,7 +238,8 @@ impl Catalog {
             Err(e) => {
                 let mut next = (*before).clone();
                 next.last_error = Some(e.to_string());
-                ds.state.store(Arc::new(next));
+                next.last_listing = Some(Utc::now());
+                ds.publish(next);
                 return Err(e);
             }
         };
@@ -290,7 +323,7 @@ impl Catalog {
         }
         // A dataset without taxi columns has no segments; the built-in tickets refuse it.
         let segments = if segments.len() == files.len() { segments } else { Vec::new() };
-        ds.state.store(Arc::new(Snapshot {
+        ds.publish(Snapshot {
             version,
             files,
             segments,
@@ -299,7 +332,7 @@ impl Catalog {
             quarantined,
             last_listing: Some(Utc::now()),
             last_error,
-        }));
+        });
         Ok(version)
     }
 

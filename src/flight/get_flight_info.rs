@@ -23,6 +23,7 @@ fn command(desc: &FlightDescriptor) -> Result<crate::proto::Ticket, Status> {
 
 /// The schema a ticket's DoGet will produce (with its metadata).
 pub async fn schema_of(state: &AppState, t: crate::proto::Ticket) -> Result<SchemaRef, Status> {
+    queries::await_min_version(&t, state.catalog()).await?;
     let plan = queries::plan(t, state.catalog())?;
     Ok(queries::start(plan, state.catalog(), state.batch_rows(), true).await?.schema)
 }

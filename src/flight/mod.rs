@@ -1,6 +1,7 @@
 //! The Flight service. Each RPC lives in its own file; this impl only routes: decode, call one
 //! function, map the error.
 
+mod do_action;
 mod do_get;
 mod encode;
 mod get_flight_info;
@@ -83,10 +84,12 @@ impl FlightService for BridgeFlight {
     }
 
     async fn do_action(&self, req: Request<Action>) -> Result<Response<Self::DoActionStream>, Status> {
-        Err(Status::unimplemented(format!("unknown action {:?}", req.into_inner().r#type)))
+        let body = do_action::do_action(&self.state, req.into_inner()).await?;
+        let result = arrow_flight::Result { body: body.into() };
+        Ok(Response::new(Box::pin(futures::stream::once(async { Ok(result) }))))
     }
 
     async fn list_actions(&self, _: Request<Empty>) -> Result<Response<Self::ListActionsStream>, Status> {
-        Ok(Response::new(Box::pin(futures::stream::empty())))
+        Ok(Response::new(Box::pin(futures::stream::iter(do_action::list_actions().into_iter().map(Ok)))))
     }
 }

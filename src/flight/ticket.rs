@@ -33,10 +33,11 @@ pub fn encode(t: &Ticket) -> Vec<u8> {
 
 const COMMON: [&str; 2] = ["query", "dataset"];
 const RANGE: [&str; 2] = ["from", "to"];
-const P90_FIELDS: [&str; 4] = ["percentile", "columns", "limit", "output"];
-const SCAN_FIELDS: [&str; 2] = ["columns", "limit"];
+const P90_FIELDS: [&str; 5] = ["percentile", "columns", "limit", "output", "min_version"];
+const SCAN_FIELDS: [&str; 3] = ["columns", "limit", "min_version"];
 const KINDS: &str = "\"p90\", \"outliers\", \"scan\", \"sql\"";
-const OUTLIER_FIELDS: [&str; 9] = [
+const OUTLIER_FIELDS: [&str; 10] = [
+    "min_version",
     "within_p90",
     "limit",
     "order_by",
@@ -74,6 +75,7 @@ struct Fields {
     max_distance: Option<f64>,
     #[serde(default)]
     sql: String,
+    min_version: Option<u64>,
 }
 
 fn check_fields(obj: &Map<String, Value>, kind: &str, allowed: &[&str]) -> Result<()> {
@@ -115,6 +117,7 @@ fn from_json(bytes: &[u8]) -> Result<Ticket> {
             columns: f.columns,
             limit: f.limit,
             output: f.output,
+            min_version: f.min_version,
         }),
         "outliers" => Query::Outliers(Outliers {
             dataset: f.dataset,
@@ -128,8 +131,15 @@ fn from_json(bytes: &[u8]) -> Result<Ticket> {
             max_speed_mph: f.max_speed_mph,
             min_distance: f.min_distance,
             max_distance: f.max_distance,
+            min_version: f.min_version,
         }),
-        "scan" => Query::Scan(Scan { dataset: f.dataset, range, columns: f.columns, limit: f.limit }),
+        "scan" => Query::Scan(Scan {
+            dataset: f.dataset,
+            range,
+            columns: f.columns,
+            limit: f.limit,
+            min_version: f.min_version,
+        }),
         _ => Query::Sql(Sql { sql: f.sql }),
     };
     Ok(Ticket { query: Some(query) })

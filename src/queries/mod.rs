@@ -40,6 +40,20 @@ pub fn plan(ticket: Ticket, catalog: &Catalog) -> Result<Plan> {
     }
 }
 
+/// Waits, if the ticket asks for a `min_version`, until its dataset has published that version.
+pub async fn await_min_version(ticket: &Ticket, catalog: &Catalog) -> Result<()> {
+    let (dataset, min) = match &ticket.query {
+        Some(Query::P90(p)) => (&p.dataset, p.min_version),
+        Some(Query::Outliers(o)) => (&o.dataset, o.min_version),
+        Some(Query::Scan(s)) => (&s.dataset, s.min_version),
+        _ => return Ok(()),
+    };
+    match min {
+        Some(v) => catalog.dataset(dataset)?.wait_for_version(v, catalog.min_version_wait()).await,
+        None => Ok(()),
+    }
+}
+
 /// Starts `plan`; returns once the schema is known. With `schema_only` no rows are produced.
 pub async fn start(plan: Plan, catalog: &Catalog, batch_rows: usize, schema_only: bool) -> Result<QueryStream> {
     match plan {
@@ -54,7 +68,7 @@ const TLC_COLUMNS: [&str; 3] = ["tpep_pickup_datetime", "tpep_dropoff_datetime",
 /// Fails with a clear message when a dataset lacks the TLC columns a built-in query needs.
 pub fn require_tlc(dataset: &str, snap: &Snapshot, query: &str) -> Result<()> {
     if snap.columns.is_empty() {
-        return Err(Error::Unavailable(format!("dataset {dataset} has no readable files yet")));
+        return Err(Error::NotReady(format!("dataset {dataset} has no readable files yet")));
     }
     for c in TLC_COLUMNS {
         if snap.column(c).is_none() {
@@ -64,7 +78,7 @@ pub fn require_tlc(dataset: &str, snap: &Snapshot, query: &str) -> Result<()> {
         }
     }
     if snap.segments.len() != snap.files.len() {
-        return Err(Error::Unavailable(format!("dataset {dataset} is still being prepared; retry shortly")));
+        return Err(Error::NotReady(format!("dataset {dataset} is still being prepared; retry shortly")));
     }
     Ok(())
 }

@@ -8,8 +8,10 @@ import queue
 import re
 import subprocess
 import threading
+import time
 from pathlib import Path
 
+import boto3
 import pyarrow.flight as flight
 import pytest
 
@@ -75,6 +77,35 @@ class Bridge(Service):
     def get(self, ticket):
         return self.client.do_get(flight.Ticket(json.dumps(ticket).encode())).read_all()
 
+    def action(self, name, dataset=None):
+        body = json.dumps({"dataset": dataset}).encode() if dataset else b""
+        return json.loads(next(iter(self.client.do_action(flight.Action(name, body)))).body.to_pybytes())
+
+    def status(self, dataset="yellow"):
+        return self.action("status", dataset)["datasets"][0]
+
+
+def wait_until(condition, timeout=20.0, what="the condition"):
+    """Polls `condition` until it returns a truthy value (returned) or fails after `timeout` s."""
+    deadline = time.monotonic() + timeout
+    while True:
+        value = condition()
+        if value:
+            return value
+        if time.monotonic() > deadline:
+            raise AssertionError(f"{what} did not hold within {timeout}s")
+        time.sleep(0.02)
+
+
+def s3_client(endpoint):
+    return boto3.client("s3", endpoint_url=endpoint, region_name="us-east-1",
+                        aws_access_key_id="testing", aws_secret_access_key="testing")
+
+
+def s3_args(endpoint):
+    return ["--s3-endpoint", endpoint, "--s3-allow-http", "--s3-region", "us-east-1",
+            "--s3-access-key-id", "testing", "--s3-secret-access-key", "testing"]
+
 
 @pytest.fixture(scope="session")
 def data_dir(tmp_path_factory):
@@ -98,8 +129,14 @@ def bridge(data_dir, tmp_path_factory):
 @pytest.fixture(scope="session")
 def moto():
     """A real S3-compatible HTTP server (moto_server) on 127.0.0.1, port chosen by the OS."""
-    exe = str(Path(os.sys.executable).parent / "moto_server")
-    s = Service([exe, "-H", "127.0.0.1", "-p", "0"])
-    s.endpoint = "http://" + s.wait_for(r"Running on http://(127\.0\.0\.1:\d+)").group(1)
+    s = start_moto()
     yield s
     s.stop()
+
+
+def start_moto(port=0):
+    """Starts moto_server on 127.0.0.1:`port` (0: the OS chooses) and returns it with `.endpoint`."""
+    exe = str(Path(os.sys.executable).parent / "moto_server")
+    s = Service([exe, "-H", "127.0.0.1", "-p", str(port)])
+    s.endpoint = "http://" + s.wait_for(r"Running on http://(127\.0\.0\.1:\d+)").group(1)
+    return s

@@ -43,3 +43,42 @@ def test_bulk_results_stream_with_bounded_memory(big, ticket):
     assert rows == 3_000_000
     assert nbytes > 300 * 2**20, "the result must dwarf the bound for the test to mean anything"
     assert peak - base < 100 * 2**20, f"server memory grew by {(peak - base) / 2**20:.0f} MiB while streaming"
+
+
+TICKETS = [
+    {"query": "p90", "dataset": "yellow", "from": "2024-01-17", "to": "2024-01-18"},
+    {"query": "outliers", "dataset": "yellow", "from": "2024-01-01", "to": "2024-02-01"},
+    {"query": "outliers", "dataset": "yellow", "from": "2024-01-01", "to": "2024-02-01", "within_p90": True,
+     "order_by": "avg_speed_mph desc", "limit": 10},
+]
+
+
+def query_peak(b):
+    """Peak RSS of the server while it answers the p90-day and outliers tickets a few times."""
+    pid = b.proc.pid
+    Path(f"/proc/{pid}/clear_refs").write_text("5")
+    base = peak_rss(pid)
+    for _ in range(5):
+        for t in TICKETS:
+            assert b.get(t).num_rows > 0
+    return base, peak_rss(pid)
+
+
+def test_peak_rss_is_flat_from_1_to_12_months(tmp_path):
+    months = [f"2024-{m:02d}" for m in range(1, 13)]
+    rows = {}
+    print("\n| months | rows | RSS after start | peak RSS answering p90-day + outliers |\n|---:|---:|---:|---:|")
+    for n in (1, 12):
+        data = tmp_path / f"m{n}"
+        generate(data, months[:n], rows=150_000)
+        cache = tmp_path / f"cache{n}"
+        Bridge([f"yellow={data}/*.parquet"], cache, memory_limit="512MB").stop()  # ingest, then restart
+        b = Bridge([f"yellow={data}/*.parquet"], cache, memory_limit="512MB")
+        try:
+            base, peak = query_peak(b)
+            rows[n] = (base, peak)
+            print(f"| {n} | {n * 150_000:,} | {base / 2**20:.0f} MiB | {peak / 2**20:.0f} MiB |")
+        finally:
+            b.stop()
+    (base1, peak1), (base12, peak12) = rows[1], rows[12]
+    assert abs(peak12 - peak1) <= 0.15 * peak1, f"peak RSS {peak1 / 2**20:.0f} MiB (1 month) vs {peak12 / 2**20:.0f} MiB (12)"

@@ -1,0 +1,81 @@
+//! DoAction and ListActions: `refresh` (re-list now) and `status` (what each dataset holds).
+//!
+//! Both take an optional JSON body `{"dataset": "yellow"}` (all datasets when empty) and answer
+//! one JSON result.
+
+use arrow_flight::{Action, ActionType};
+use serde_json::{json, Value};
+use tonic::Status;
+
+use crate::{catalog::Dataset, error::Error, state::AppState};
+
+pub fn list_actions() -> Vec<ActionType> {
+    vec![
+        ActionType {
+            r#type: "refresh".into(),
+            description: "Re-list the dataset(s) now and ingest what changed. Body: optional {\"dataset\": NAME}. \
+                          Returns {\"versions\": {NAME: manifest_version}}."
+                .into(),
+        },
+        ActionType {
+            r#type: "status".into(),
+            description: "Per dataset: manifest version, files (key, ETag, size, rows), quarantined files with \
+                          reasons, the last listing time and its error. Body: optional {\"dataset\": NAME}."
+                .into(),
+        },
+    ]
+}
+
+/// The datasets an action's body names: `{"dataset": "..."}`, or all of them.
+fn targets<'a>(state: &'a AppState, body: &[u8]) -> Result<Vec<&'a std::sync::Arc<Dataset>>, Status> {
+    if body.iter().all(u8::is_ascii_whitespace) {
+        return Ok(state.catalog().datasets().collect());
+    }
+    let v: Value = serde_json::from_slice(body)
+        .map_err(|e| Error::invalid(format!("action body must be JSON like {{\"dataset\": \"yellow\"}}: {e}")))?;
+    let name = v.get("dataset").and_then(Value::as_str).ok_or_else(|| {
+        Error::invalid("action body needs \"dataset\": a dataset name (or send an empty body for all)")
+    })?;
+    Ok(vec![state.catalog().dataset(name)?])
+}
+
+pub async fn do_action(state: &AppState, action: Action) -> Result<Vec<u8>, Status> {
+    let out = match action.r#type.as_str() {
+        "refresh" => {
+            let mut versions = serde_json::Map::new();
+            for ds in targets(state, &action.body)? {
+                let version = state.catalog().refresh(ds).await?;
+                versions.insert(ds.name.clone(), json!(version));
+            }
+            json!({ "versions": versions })
+        }
+        "status" => json!({ "datasets": targets(state, &action.body)?.iter().map(|d| status(d)).collect::<Vec<_>>() }),
+        other => {
+            return Err(Status::unimplemented(format!(
+                "unknown action {other:?}; the actions are refresh, status (see ListActions)"
+            )))
+        }
+    };
+    Ok(out.to_string().into_bytes())
+}
+
+fn status(ds: &Dataset) -> Value {
+    let snap = ds.snapshot();
+    json!({
+        "name": ds.name,
+        "location": ds.location.url,
+        "refresh_interval_ms": ds.refresh_interval.as_millis() as u64,
+        "manifest_version": snap.version,
+        "rows": snap.rows(),
+        "files": snap.files.iter().map(|f| json!({
+            "key": f.key, "etag": f.etag, "size": f.size, "rows": f.rows,
+            "last_modified": f.last_modified.to_rfc3339(),
+        })).collect::<Vec<_>>(),
+        "quarantined": snap.quarantined.iter().map(|(key, q)| json!({
+            "key": key, "etag": q.etag, "reason": q.reason,
+        })).collect::<Vec<_>>(),
+        "columns": snap.columns.iter().map(|c| json!({"name": c.name, "type": c.ty})).collect::<Vec<_>>(),
+        "last_listing": snap.last_listing.map(|t| t.to_rfc3339()),
+        "last_error": snap.last_error,
+    })
+}
