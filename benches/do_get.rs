@@ -37,6 +37,7 @@ fn bench(c: &mut Criterion) {
         ("p90_month", r#"{"query":"p90","dataset":"yellow","from":"2024-01-01","to":"2024-02-01"}"#),
         ("p90_day", r#"{"query":"p90","dataset":"yellow","from":"2024-01-17","to":"2024-01-18"}"#),
         ("outliers_month", r#"{"query":"outliers","dataset":"yellow","from":"2024-01-01","to":"2024-02-01"}"#),
+        ("scan_month", r#"{"query":"scan","dataset":"yellow","from":"2024-01-01","to":"2024-02-01"}"#),
         ("sql_scan", r#"{"query":"sql","sql":"SELECT * FROM yellow"}"#),
     ];
     let mut group = c.benchmark_group("do_get");
