@@ -3,7 +3,11 @@
 
 use std::sync::Arc;
 
-use arrow::{compute::BatchCoalescer, datatypes::SchemaRef, record_batch::RecordBatch};
+use arrow::{
+    compute::BatchCoalescer,
+    datatypes::{Schema, SchemaRef},
+    record_batch::RecordBatch,
+};
 use tokio::sync::{mpsc, oneshot};
 use tokio_stream::wrappers::ReceiverStream;
 
@@ -19,6 +23,16 @@ pub type Job = Box<dyn FnOnce(&mut Emitter) -> Result<()> + Send>;
 /// Batches in flight between a job and the encoder.
 const CHANNEL_DEPTH: usize = 4;
 
+/// Merged batches stay under this size: gRPC clients refuse messages over 4 MiB by default
+/// (tonic, grpc-java, grpc-go). Segment batches (4096 rows) are far below it.
+const MESSAGE_BYTES: usize = 2 * 1024 * 1024;
+
+/// About how many rows of `schema` fit in `bytes` (variable-width values counted as 32 bytes).
+fn rows_within(schema: &Schema, bytes: usize) -> usize {
+    let width: usize = schema.fields().iter().map(|f| f.data_type().primitive_width().unwrap_or(32) + 1).sum();
+    bytes / width.max(1)
+}
+
 /// The job's side of the stream.
 pub struct Emitter {
     schema_tx: Option<oneshot::Sender<Result<SchemaRef>>>,
@@ -26,6 +40,8 @@ pub struct Emitter {
     coalescer: Option<BatchCoalescer>,
     schema: Option<SchemaRef>,
     batch_rows: usize,
+    /// Rows per message for this schema (at most `batch_rows`).
+    message_rows: usize,
     schema_only: bool,
     /// Rows still allowed by the ticket's `limit`.
     remaining: u64,
@@ -37,7 +53,8 @@ impl Emitter {
         self.remaining = limit.unwrap_or(u64::MAX);
         // Small pieces (a short group prefix) are merged; segment-sized batches pass through
         // uncopied.
-        let coalescer = BatchCoalescer::new(schema.clone(), self.batch_rows.max(1))
+        self.message_rows = self.batch_rows.min(rows_within(&schema, MESSAGE_BYTES)).max(1);
+        let coalescer = BatchCoalescer::new(schema.clone(), self.message_rows)
             .with_biggest_coalesce_batch_size(Some(crate::segment::CHUNK_ROWS / 2));
         self.coalescer = Some(coalescer);
         self.schema = Some(schema.clone());
@@ -47,18 +64,25 @@ impl Emitter {
 
     /// Sends rows (cut to the limit). Returns false when no more rows are wanted.
     pub fn push(&mut self, batch: RecordBatch) -> Result<bool> {
-        let Some(coalescer) = self.coalescer.as_mut() else {
+        if self.coalescer.is_none() {
             return Err(Error::internal("rows pushed before the schema"));
-        };
+        }
         if self.tx.is_closed() {
             return Ok(false);
         }
         let take = (batch.num_rows() as u64).min(self.remaining) as usize;
         self.remaining -= take as u64;
-        if take > 0 {
-            coalescer.push_batch(batch.slice(0, take))?;
+        // Large batches (a sorted result) go out in message-sized slices.
+        let step = self.message_rows;
+        for start in (0..take).step_by(step) {
+            if let Some(c) = self.coalescer.as_mut() {
+                c.push_batch(batch.slice(start, step.min(take - start)))?;
+            }
+            if !self.drain() {
+                return Ok(false);
+            }
         }
-        Ok(self.drain() && self.remaining > 0)
+        Ok(self.remaining > 0)
     }
 
     /// Sends the completed batches; false when the client is gone.
@@ -98,6 +122,7 @@ pub async fn run(job: Job, batch_rows: usize, schema_only: bool) -> Result<Query
             coalescer: None,
             schema: None,
             batch_rows,
+            message_rows: batch_rows.max(1),
             schema_only,
             remaining: u64::MAX,
         };
@@ -110,6 +135,7 @@ pub async fn run(job: Job, batch_rows: usize, schema_only: bool) -> Result<Query
         }
     });
     let schema = schema_rx.await.map_err(|_| Error::internal("query ended before its schema"))??;
-    // Batches are at most `batch_rows` rows, and views into mapped segments: send them whole.
+    // Batches are bounded above (segment batches or merged ones under MESSAGE_BYTES) and are views
+    // into mapped segments, whose memory size would over-count: send them whole.
     Ok(QueryStream { schema: Arc::clone(&schema), batches: ReceiverStream::new(rx), max_message_bytes: None })
 }

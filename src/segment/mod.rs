@@ -97,8 +97,9 @@ fn map(file: &File, offset: u64, len: usize) -> Result<Buffer> {
     // SAFETY: segment files are written once under a temporary name, renamed into place and
     // never modified or truncated afterwards (retiring only unlinks them), so the mapped bytes
     // cannot change or disappear while mapped.
-    let mmap = unsafe { memmap2::MmapOptions::new().offset(start).len(len + (offset - start) as usize).populate().map(file) }
-        .map_err(Error::internal)?;
+    let mmap =
+        unsafe { memmap2::MmapOptions::new().offset(start).len(len + (offset - start) as usize).populate().map(file) }
+            .map_err(Error::internal)?;
     Ok(Buffer::from(bytes::Bytes::from_owner(mmap)).slice((offset - start) as usize))
 }
 

@@ -214,3 +214,23 @@ async fn drifting_years_serve_together() {
     assert_eq!(schema.field_with_name("VendorID").expect("id").data_type(), &arrow::datatypes::DataType::Int64);
     assert!(schema.field_with_name("airport_fee").is_ok());
 }
+
+/// Every message fits a default gRPC client (tonic's `FlightClient` refuses messages over 4 MiB),
+/// including one big sorted result, and the rows are all there.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn large_results_fit_default_client_message_limits() {
+    let mut fx = Fixture::start(&["2024-01", "2024-02", "2024-03"]).await;
+    let trips = reference::trips(&fx.files());
+    let (_, batches) = fx.get(r#"{"query":"scan","dataset":"yellow"}"#).await.expect("scan");
+    assert_eq!(batches.iter().map(RecordBatch::num_rows).sum::<usize>(), trips.len());
+    // Nearly every trip is "too slow" under these bounds: one sorted batch of ~all rows.
+    let ticket = r#"{"query":"outliers","dataset":"yellow","min_speed_mph":70,"order_by":"trip_distance desc"}"#;
+    let (_, batches) = fx.get(ticket).await.expect("ordered outliers");
+    let distances: Vec<f64> = batches
+        .iter()
+        .flat_map(|b| b.column_by_name("trip_distance").expect("distance").as_primitive::<Float64Type>().iter())
+        .map(|d| d.unwrap_or(f64::NEG_INFINITY))
+        .collect();
+    assert!(distances.len() > trips.len() * 9 / 10, "{} of {}", distances.len(), trips.len());
+    assert!(distances.windows(2).all(|w| w[0] >= w[1]), "ordered by trip_distance desc, NULLs last");
+}
