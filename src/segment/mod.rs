@@ -87,9 +87,10 @@ pub enum Cover {
 }
 
 /// Bytes `[offset, offset + len)` of a file as an Arrow buffer over a read-only shared mapping,
-/// unmapped when the last array using it is dropped.
+/// unmapped when the last array using it is dropped. `populate` faults every page in at once (for
+/// a batch about to be sent whole); without it only the pages read are (for binary searches).
 #[allow(unsafe_code)]
-fn map(file: &File, offset: u64, len: usize) -> Result<Buffer> {
+fn map(file: &File, offset: u64, len: usize, populate: bool) -> Result<Buffer> {
     if len == 0 {
         return Ok(Buffer::from(Vec::<u8>::new()));
     }
@@ -97,9 +98,12 @@ fn map(file: &File, offset: u64, len: usize) -> Result<Buffer> {
     // SAFETY: segment files are written once under a temporary name, renamed into place and
     // never modified or truncated afterwards (retiring only unlinks them), so the mapped bytes
     // cannot change or disappear while mapped.
-    let mmap =
-        unsafe { memmap2::MmapOptions::new().offset(start).len(len + (offset - start) as usize).populate().map(file) }
-            .map_err(Error::internal)?;
+    let mut options = memmap2::MmapOptions::new();
+    options.offset(start).len(len + (offset - start) as usize);
+    if populate {
+        options.populate();
+    }
+    let mmap = unsafe { options.map(file) }.map_err(Error::internal)?;
     Ok(Buffer::from(bytes::Bytes::from_owner(mmap)).slice((offset - start) as usize))
 }
 
@@ -185,7 +189,7 @@ impl Mapped<'_> {
         let block =
             self.segment.blocks.get(i).ok_or_else(|| Error::internal(format!("segment batch {i} out of range")))?;
         let len = block.metaDataLength() as usize + block.bodyLength() as usize;
-        let buf = map(&self.segment.data, block.offset() as u64, len)?;
+        let buf = map(&self.segment.data, block.offset() as u64, len, true)?;
         self.segment.decoder.read_record_batch(block, &buf)?.ok_or_else(|| Error::internal("empty segment block"))
     }
 
@@ -267,7 +271,7 @@ impl Segment {
     /// read. Batches reference their mapping (zero-copy) until they are dropped, so memory
     /// follows the rows in flight, not what the dataset or the query's result holds.
     pub fn map(&self) -> Result<Mapped<'_>> {
-        Ok(Mapped { segment: self, keys: map(&self.keys, 0, self.rows as usize * 24)? })
+        Ok(Mapped { segment: self, keys: map(&self.keys, 0, self.rows as usize * 24, false)? })
     }
 
     /// Removes the files. Queries holding this segment keep reading through their open handles.
