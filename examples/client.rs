@@ -2,7 +2,8 @@
 //! with the server address: `-- http://127.0.0.1:50051`).
 //!
 //! A walk through every ticket: list the flights, run p90 (trips and summary), the top 10 fastest
-//! outliers among the p90 trips, and a SQL query, printing row counts, the threshold and timings.
+//! outliers among the p90 trips, a SQL query and a bulk scan, printing row counts, the threshold
+//! and timings.
 
 use std::time::Instant;
 
@@ -24,6 +25,16 @@ async fn get(
     let rows: usize = batches.iter().map(RecordBatch::num_rows).sum();
     println!("{json}\n  -> {rows} rows in {:.1?}", started.elapsed());
     Ok((batches, metadata))
+}
+
+/// Bytes of data in a batch (like pyarrow's `nbytes`): buffer lengths, not allocations, which
+/// decoded batches share.
+fn data_bytes(batch: &RecordBatch) -> usize {
+    fn array(d: &arrow::array::ArrayData) -> usize {
+        let own: usize = d.buffers().iter().map(|b| b.len()).sum();
+        own + d.nulls().map_or(0, |n| n.buffer().len()) + d.child_data().iter().map(array).sum::<usize>()
+    }
+    batch.columns().iter().map(|c| array(&c.to_data())).sum()
 }
 
 #[tokio::main]
@@ -78,5 +89,18 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
     println!("== sql");
     let (rows, _) = get(&mut client, r#"{"query":"sql","sql":"SELECT payment_type, count(*) AS trips, round(avg(tip_amount), 2) AS avg_tip FROM yellow GROUP BY 1 ORDER BY 1"}"#).await?;
     println!("{}", arrow::util::pretty::pretty_format_batches(&rows)?);
+
+    println!("== scan: bulk export of every trip, counted as it streams");
+    for _ in 0..3 {
+        let started = Instant::now();
+        let mut stream = client.do_get(Ticket::new(r#"{"query":"scan","dataset":"yellow"}"#)).await?;
+        let (mut rows, mut bytes) = (0, 0);
+        while let Some(b) = stream.try_next().await? {
+            rows += b.num_rows();
+            bytes += data_bytes(&b);
+        }
+        let secs = started.elapsed().as_secs_f64();
+        println!("  -> {rows} rows, {:.0} MB of Arrow in {secs:.3} s: {:.0} MB/s", bytes as f64 / 1e6, bytes as f64 / 1e6 / secs);
+    }
     Ok(())
 }
