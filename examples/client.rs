@@ -100,7 +100,11 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
             bytes += data_bytes(&b);
         }
         let secs = started.elapsed().as_secs_f64();
-        println!("  -> {rows} rows, {:.0} MB of Arrow in {secs:.3} s: {:.0} MB/s", bytes as f64 / 1e6, bytes as f64 / 1e6 / secs);
+        println!(
+            "  -> {rows} rows, {:.0} MB of Arrow in {secs:.3} s: {:.0} MB/s",
+            bytes as f64 / 1e6,
+            bytes as f64 / 1e6 / secs
+        );
     }
     Ok(())
 }

@@ -51,6 +51,9 @@ pub struct Config {
     /// Repeat for more datasets (comma-separated in the env var).
     #[arg(long = "dataset", env = "BRIDGE_DATASETS", value_delimiter = ',')]
     pub datasets: Vec<DatasetSpec>,
+    /// Address of the admin HTTP port (/metrics, /healthz, /readyz), e.g. 127.0.0.1:9464. Off when unset.
+    #[arg(long, env = "BRIDGE_ADMIN_LISTEN")]
+    pub admin_listen: Option<SocketAddr>,
     /// Where Bridge keeps its DuckDB store and downloaded objects.
     #[arg(long, env = "BRIDGE_CACHE_DIR", default_value = "./.cache/bridge")]
     pub cache_dir: PathBuf,
@@ -109,6 +112,7 @@ impl Default for Config {
         Config {
             listen: SocketAddr::from(([127, 0, 0, 1], 0)),
             datasets: Vec::new(),
+            admin_listen: None,
             cache_dir: PathBuf::from("./.cache/bridge"),
             refresh_interval: Duration::from_secs(1),
             dataset_refresh: Vec::new(),

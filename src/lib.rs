@@ -11,14 +11,17 @@
 //! * [`queries`]: the built-in tickets (`p90`, `outliers`) and `sql`, one file each.
 //! * [`flight`]: the Flight service, one file per RPC; tickets (protobuf or JSON).
 //! * [`server`]: `serve(listener, state, shutdown)`.
+//! * [`admin`], [`metrics`]: the admin HTTP port and its Prometheus metrics.
 //! * [`gen`]: the deterministic TLC-shaped data generator (`bridge gen`).
 
+pub mod admin;
 pub mod catalog;
 pub mod config;
 pub mod engine;
 pub mod error;
 pub mod flight;
 pub mod gen;
+pub mod metrics;
 pub mod queries;
 pub mod rule;
 pub mod segment;

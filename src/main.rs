@@ -47,6 +47,19 @@ async fn run(config: bridge::config::Config) -> Result<(), Box<dyn std::error::E
         .map_err(|e| format!("cannot bind {}: {e}", config.listen))?;
     let addr = listener.local_addr()?;
     let started = std::time::Instant::now();
+    let (stop_tx, stop_rx) = tokio::sync::watch::channel(false);
+    if let Some(admin_addr) = config.admin_listen {
+        // Up before the datasets load, so /readyz can say what it is waiting for.
+        let admin = tokio::net::TcpListener::bind(admin_addr)
+            .await
+            .map_err(|e| format!("cannot bind the admin port {admin_addr}: {e}"))?;
+        println!("Bridge admin (metrics, health) on http://{}", admin.local_addr()?);
+        let mut stop = stop_rx.clone();
+        let shutdown = async move {
+            let _ = stop.changed().await;
+        };
+        tokio::spawn(bridge::admin::serve(admin, state.clone(), shutdown));
+    }
     match state.catalog().refresh_all().await {
         Ok(()) => match state.catalog().prune_segments() {
             Ok(n) if n > 0 => tracing::info!(removed = n, "removed unused segment files"),
@@ -59,7 +72,6 @@ async fn run(config: bridge::config::Config) -> Result<(), Box<dyn std::error::E
         let snap = ds.snapshot();
         tracing::info!(dataset = %ds.name, files = snap.files.len(), rows = snap.rows(), quarantined = snap.quarantined.len(), "dataset ready");
     }
-    let (stop_tx, stop_rx) = tokio::sync::watch::channel(false);
     state.catalog().spawn_watchers(stop_rx);
     if let Some(path) = &config.addr_file {
         let tmp = path.with_extension("tmp");

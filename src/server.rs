@@ -20,12 +20,19 @@ pub async fn serve(
     let service = FlightServiceServer::new(BridgeFlight::new(state))
         .max_decoding_message_size(MAX_MESSAGE_BYTES)
         .max_encoding_message_size(MAX_MESSAGE_BYTES);
+    // grpc.health.v1 on the same port: SERVING for "" and for the Flight service.
+    let (health, health_service) = tonic_health::server::health_reporter();
+    health.set_serving::<FlightServiceServer<BridgeFlight>>().await;
     // Small answers (a summary, a day) must not wait for Nagle: set TCP_NODELAY on every
     // accepted connection (the builder's own setting only covers listeners tonic binds itself).
     let incoming = TcpIncoming::from(listener).with_nodelay(Some(true));
     tonic::transport::Server::builder()
         .http2_keepalive_interval(Some(std::time::Duration::from_secs(30)))
+        .add_service(health_service)
         .add_service(service)
-        .serve_with_incoming_shutdown(incoming, shutdown)
+        .serve_with_incoming_shutdown(incoming, async move {
+            shutdown.await;
+            health.set_not_serving::<FlightServiceServer<BridgeFlight>>().await;
+        })
         .await
 }

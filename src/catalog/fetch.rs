@@ -12,7 +12,10 @@ use sha2::{Digest, Sha256};
 use tokio::io::AsyncWriteExt;
 
 use super::{location::Location, ObjectEntry};
-use crate::error::{Error, Result};
+use crate::{
+    error::{Error, Result},
+    metrics,
+};
 
 /// The local path DuckDB should read for `entry`, downloading it into `cache_dir` if it is remote.
 pub async fn local_copy(location: &Location, entry: &ObjectEntry, cache_dir: &FsPath) -> Result<PathBuf> {
@@ -24,11 +27,14 @@ pub async fn local_copy(location: &Location, entry: &ObjectEntry, cache_dir: &Fs
     tokio::fs::create_dir_all(&dir).await.map_err(Error::internal)?;
     let path = dir.join(format!("{}.parquet", hex::encode(&digest[..16])));
     if tokio::fs::metadata(&path).await.is_ok_and(|m| m.len() == entry.size) {
+        metrics::CACHE_HITS.with_label_values(&[location.url.as_str()]).inc();
         return Ok(path);
     }
     let tmp = dir.join(format!(".{}.part", hex::encode(&digest[..16])));
+    metrics::STORE_REQUESTS.with_label_values(&["get"]).inc();
     let result = download(location, entry, &tmp).await;
     if let Err(e) = result {
+        metrics::STORE_ERRORS.with_label_values(&["get"]).inc();
         let _ = tokio::fs::remove_file(&tmp).await;
         return Err(e);
     }

@@ -25,6 +25,7 @@ use crate::{
     config::Config,
     engine::{Column, Engine, FileRow, IngestOutcome},
     error::{Error, Result},
+    metrics,
     segment::Segment,
 };
 
@@ -133,6 +134,15 @@ impl Dataset {
 
     fn publish(&self, snapshot: Snapshot) {
         let version = snapshot.version;
+        let name = [self.name.as_str()];
+        metrics::MANIFEST_VERSION.with_label_values(&name).set(version as i64);
+        metrics::FILES.with_label_values(&name).set(snapshot.files.len() as i64);
+        metrics::QUARANTINED.with_label_values(&name).set(snapshot.quarantined.len() as i64);
+        if snapshot.last_error.is_none() {
+            if let Some(t) = snapshot.last_listing {
+                metrics::LAST_LISTING.with_label_values(&name).set(t.timestamp());
+            }
+        }
         self.state.store(Arc::new(snapshot));
         self.version.send_replace(version);
     }
@@ -233,9 +243,11 @@ impl Catalog {
     pub async fn refresh(&self, ds: &Dataset) -> Result<u64> {
         let _one_at_a_time = ds.refreshing.lock().await;
         let before = ds.snapshot();
+        metrics::STORE_REQUESTS.with_label_values(&["list"]).inc();
         let listed = match ds.location.list().await {
             Ok(l) => l,
             Err(e) => {
+                metrics::STORE_ERRORS.with_label_values(&["list"]).inc();
                 let mut next = (*before).clone();
                 next.last_error = Some(e.to_string());
                 next.last_listing = Some(Utc::now());
@@ -259,15 +271,18 @@ impl Catalog {
             match self.ingest(ds, entry).await {
                 Ok(IngestOutcome::Ingested { rows, version, segment }) => {
                     tracing::info!(dataset = %ds.name, key = %entry.key, rows, version, "ingested");
+                    metrics::FILE_EVENTS.with_label_values(&[ds.name.as_str(), "ingested"]).inc();
                     ds.replace_segment(&entry.key, segment);
                     quarantined.remove(&entry.key);
                 }
                 Ok(IngestOutcome::Quarantined(reason)) => {
                     tracing::warn!(dataset = %ds.name, key = %entry.key, %reason, "quarantined");
+                    metrics::FILE_EVENTS.with_label_values(&[ds.name.as_str(), "quarantined"]).inc();
                     quarantined.insert(entry.key.clone(), Quarantined { etag: entry.etag.clone(), reason });
                 }
                 Err(e) => {
                     tracing::warn!(dataset = %ds.name, key = %entry.key, error = %e, "fetch failed; will retry");
+                    metrics::FILE_EVENTS.with_label_values(&[ds.name.as_str(), "fetch_failed"]).inc();
                     last_error = Some(format!("{}: {e}", entry.key));
                 }
             }
@@ -277,6 +292,7 @@ impl Catalog {
             let version =
                 tokio::task::spawn_blocking(move || engine.remove(&name, &key)).await.map_err(Error::internal)??;
             tracing::info!(dataset = %ds.name, key = %gone.key, version, "removed");
+            metrics::FILE_EVENTS.with_label_values(&[ds.name.as_str(), "removed"]).inc();
             ds.replace_segment(&gone.key, None);
         }
         self.publish(ds, quarantined, last_error).await

@@ -1,5 +1,10 @@
 //! The one place record batches become Flight data: even an empty result carries its schema.
 
+use std::sync::{
+    atomic::{AtomicU64, Ordering},
+    Arc,
+};
+
 use arrow_flight::{encode::FlightDataEncoderBuilder, error::FlightError, FlightData};
 use futures::{StreamExt, TryStreamExt};
 use tonic::Status;
@@ -7,9 +12,15 @@ use tonic::Status;
 use super::BoxStream;
 use crate::engine::QueryStream;
 
-/// Encodes a running query as a Flight data stream.
-pub fn encode(query: QueryStream) -> BoxStream<FlightData> {
-    let batches = query.batches.map(|r| r.map_err(|e| FlightError::Tonic(Box::new(Status::from(e)))));
+/// Encodes a running query as a Flight data stream, adding the rows sent to `rows`.
+pub fn encode(query: QueryStream, rows: Arc<AtomicU64>) -> BoxStream<FlightData> {
+    let batches = query.batches.map(move |r| match r {
+        Ok(b) => {
+            rows.fetch_add(b.num_rows() as u64, Ordering::Relaxed);
+            Ok(b)
+        }
+        Err(e) => Err(FlightError::Tonic(Box::new(Status::from(e)))),
+    });
     let stream = FlightDataEncoderBuilder::new()
         .with_schema(query.schema)
         .with_max_flight_data_size(query.max_message_bytes.unwrap_or(usize::MAX))

@@ -6,6 +6,7 @@ mod do_get;
 mod encode;
 mod get_flight_info;
 mod list_flights;
+mod observe;
 pub mod ticket;
 
 use std::pin::Pin;
@@ -72,7 +73,8 @@ impl FlightService for BridgeFlight {
     }
 
     async fn do_get(&self, req: Request<Ticket>) -> Result<Response<Self::DoGetStream>, Status> {
-        Ok(Response::new(do_get::do_get(&self.state, req.into_inner()).await?))
+        let peer = req.remote_addr();
+        Ok(Response::new(do_get::do_get(&self.state, req.into_inner(), peer).await?))
     }
 
     async fn do_put(&self, _: Request<Streaming<FlightData>>) -> Result<Response<Self::DoPutStream>, Status> {

@@ -40,6 +40,17 @@ pub fn plan(ticket: Ticket, catalog: &Catalog) -> Result<Plan> {
     }
 }
 
+/// The ticket's query kind, as metrics and logs name it.
+pub fn kind(ticket: &Ticket) -> &'static str {
+    match ticket.query {
+        Some(Query::P90(_)) => "p90",
+        Some(Query::Outliers(_)) => "outliers",
+        Some(Query::Scan(_)) => "scan",
+        Some(Query::Sql(_)) => "sql",
+        None => "none",
+    }
+}
+
 /// Waits, if the ticket asks for a `min_version`, until its dataset has published that version.
 pub async fn await_min_version(ticket: &Ticket, catalog: &Catalog) -> Result<()> {
     let (dataset, min) = match &ticket.query {

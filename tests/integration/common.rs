@@ -12,6 +12,8 @@ pub struct Fixture {
     _dir: tempfile::TempDir,
     pub data: PathBuf,
     pub client: FlightClient,
+    /// The connection, for other gRPC services on the same port.
+    pub channel: tonic::transport::Channel,
     stop: Option<oneshot::Sender<()>>,
     server: Option<JoinHandle<()>>,
 }
@@ -54,7 +56,14 @@ impl Fixture {
             .connect()
             .await
             .expect("connect");
-        Fixture { _dir: dir, data, client: FlightClient::new(channel), stop: Some(stop), server: Some(server) }
+        Fixture {
+            _dir: dir,
+            data,
+            client: FlightClient::new(channel.clone()),
+            channel,
+            stop: Some(stop),
+            server: Some(server),
+        }
     }
 
     /// DoGet with a JSON ticket: the schema (with metadata) and every batch.

@@ -40,3 +40,17 @@ async fn list_info_schema_and_get_agree() {
     let err = fx.client.poll_flight_info(FlightDescriptor::new_cmd(cmd)).await.err().map(status);
     assert_eq!(err.map(|e| e.code()), Some(Code::Unimplemented));
 }
+
+/// grpc.health.v1 answers SERVING on the Flight port, for the server and for the Flight service.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn health_checking_on_the_flight_port() {
+    use tonic_health::pb::{health_check_response::ServingStatus, health_client::HealthClient, HealthCheckRequest};
+    let fx = Fixture::start(&["2024-01"]).await;
+    let mut health = HealthClient::new(fx.channel.clone());
+    for service in ["", "arrow.flight.protocol.FlightService"] {
+        let reply = health.check(HealthCheckRequest { service: service.into() }).await.expect("check");
+        assert_eq!(reply.into_inner().status(), ServingStatus::Serving, "service {service:?}");
+    }
+    let unknown = health.check(HealthCheckRequest { service: "nope".into() }).await;
+    assert_eq!(unknown.expect_err("unknown service").code(), tonic::Code::NotFound);
+}

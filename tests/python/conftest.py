@@ -66,11 +66,15 @@ def generate(out, months, rows=ROWS):
 
 
 class Bridge(Service):
-    def __init__(self, datasets, cache_dir, extra=(), env=None, memory_limit="1GB"):
+    def __init__(self, datasets, cache_dir, extra=(), env=None, memory_limit="1GB", admin=False):
         args = [BIN, "--listen", "127.0.0.1:0", "--cache-dir", str(cache_dir), "--duckdb-memory-limit", memory_limit]
         for d in datasets:
             args += ["--dataset", d]
+        if admin:
+            args += ["--admin-listen", "127.0.0.1:0"]
         super().__init__(args + list(extra), env={"RUST_LOG": "warn", **(env or {})})
+        if admin:
+            self.admin = "http://" + self.wait_for(r"admin \(metrics, health\) on http://([0-9.]+:[0-9]+)").group(1)
         self.addr = self.wait_for(r"serving on grpc://([0-9.]+:[0-9]+)").group(1)
         self.client = flight.connect(f"grpc://{self.addr}")
 

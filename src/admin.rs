@@ -1,0 +1,44 @@
+//! The admin HTTP port: `/metrics` (Prometheus text), `/healthz` (the process answers) and
+//! `/readyz` (every dataset has a first manifest).
+
+use std::future::Future;
+
+use axum::{extract::State, http::StatusCode, routing::get, Router};
+use tokio::net::TcpListener;
+
+use crate::{metrics, state::AppState};
+
+async fn metrics_text() -> (StatusCode, [(&'static str, &'static str); 1], String) {
+    (StatusCode::OK, [("content-type", "text/plain; version=0.0.4")], metrics::render())
+}
+
+async fn ready(State(state): State<AppState>) -> (StatusCode, String) {
+    let waiting: Vec<String> = state
+        .catalog()
+        .datasets()
+        .filter(|d| {
+            let s = d.snapshot();
+            !(s.version > 0 || (s.last_listing.is_some() && s.last_error.is_none()))
+        })
+        .map(|d| d.name.clone())
+        .collect();
+    if waiting.is_empty() {
+        (StatusCode::OK, "ready\n".into())
+    } else {
+        (StatusCode::SERVICE_UNAVAILABLE, format!("waiting for a first manifest: {}\n", waiting.join(", ")))
+    }
+}
+
+/// Serves the admin endpoints on `listener` until `shutdown` resolves.
+pub async fn serve(
+    listener: TcpListener,
+    state: AppState,
+    shutdown: impl Future<Output = ()> + Send + 'static,
+) -> std::io::Result<()> {
+    let app = Router::new()
+        .route("/metrics", get(metrics_text))
+        .route("/healthz", get(|| async { "ok\n" }))
+        .route("/readyz", get(ready))
+        .with_state(state);
+    axum::serve(listener, app).with_graceful_shutdown(shutdown).await
+}

@@ -1,0 +1,90 @@
+//! Prometheus metrics (the `prometheus` crate's default registry), served on the admin port.
+
+use std::sync::LazyLock;
+
+use prometheus::{
+    register_histogram_vec, register_int_counter_vec, register_int_gauge, register_int_gauge_vec, HistogramVec,
+    IntCounterVec, IntGauge, IntGaugeVec,
+};
+
+fn build<T>(r: prometheus::Result<T>) -> T {
+    // Registration fails only for a duplicate or malformed name: a programming error caught by
+    // the tests on first use.
+    r.unwrap_or_else(|e| panic!("metric registration: {e}"))
+}
+
+/// Finished requests by RPC, ticket kind and gRPC status code.
+pub static REQUESTS: LazyLock<IntCounterVec> = LazyLock::new(|| {
+    build(register_int_counter_vec!(
+        "bridge_requests_total",
+        "Finished Flight requests by RPC, ticket kind and gRPC code",
+        &["rpc", "kind", "code"]
+    ))
+});
+
+/// Request latency, first byte to last, by RPC and ticket kind.
+pub static LATENCY: LazyLock<HistogramVec> = LazyLock::new(|| {
+    build(register_histogram_vec!(
+        "bridge_request_seconds",
+        "Flight request latency until the last message was sent",
+        &["rpc", "kind"],
+        vec![0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0]
+    ))
+});
+
+/// Rows and bytes streamed by ticket kind.
+pub static ROWS_SENT: LazyLock<IntCounterVec> =
+    LazyLock::new(|| build(register_int_counter_vec!("bridge_rows_sent_total", "Rows streamed to clients", &["kind"])));
+pub static BYTES_SENT: LazyLock<IntCounterVec> = LazyLock::new(|| {
+    build(register_int_counter_vec!("bridge_bytes_sent_total", "Arrow IPC body bytes streamed to clients", &["kind"]))
+});
+
+/// Queries streaming right now.
+pub static RUNNING: LazyLock<IntGauge> =
+    LazyLock::new(|| build(register_int_gauge!("bridge_queries_running", "Queries currently streaming")));
+
+/// Per dataset: manifest version, files, rows, quarantined files, and when it was last listed.
+pub static MANIFEST_VERSION: LazyLock<IntGaugeVec> = LazyLock::new(|| {
+    build(register_int_gauge_vec!("bridge_manifest_version", "Published manifest version", &["dataset"]))
+});
+pub static FILES: LazyLock<IntGaugeVec> = LazyLock::new(|| {
+    build(register_int_gauge_vec!("bridge_dataset_files", "Files in the published manifest", &["dataset"]))
+});
+pub static QUARANTINED: LazyLock<IntGaugeVec> = LazyLock::new(|| {
+    build(register_int_gauge_vec!("bridge_quarantined_files", "Objects currently quarantined", &["dataset"]))
+});
+pub static LAST_LISTING: LazyLock<IntGaugeVec> = LazyLock::new(|| {
+    build(register_int_gauge_vec!(
+        "bridge_last_listing_timestamp_seconds",
+        "Unix time of the last successful listing (manifest lag = now - this)",
+        &["dataset"]
+    ))
+});
+
+/// Ingest outcomes per dataset: ingested, quarantined, removed, fetch_failed.
+pub static FILE_EVENTS: LazyLock<IntCounterVec> = LazyLock::new(|| {
+    build(register_int_counter_vec!(
+        "bridge_file_events_total",
+        "Files ingested, quarantined, removed, or whose fetch failed",
+        &["dataset", "event"]
+    ))
+});
+
+/// Object-store requests and errors by operation (list, get).
+pub static STORE_REQUESTS: LazyLock<IntCounterVec> = LazyLock::new(|| {
+    build(register_int_counter_vec!("bridge_object_store_requests_total", "Object-store requests", &["op"]))
+});
+pub static STORE_ERRORS: LazyLock<IntCounterVec> = LazyLock::new(|| {
+    build(register_int_counter_vec!("bridge_object_store_errors_total", "Object-store requests that failed", &["op"]))
+});
+
+/// Files served from the local cache instead of downloaded again.
+pub static CACHE_HITS: LazyLock<IntCounterVec> = LazyLock::new(|| {
+    build(register_int_counter_vec!("bridge_cache_hits_total", "Objects found already downloaded", &["location"]))
+});
+
+/// The text exposition of every registered metric.
+pub fn render() -> String {
+    let families = prometheus::gather();
+    prometheus::TextEncoder::new().encode_to_string(&families).unwrap_or_else(|e| format!("# encode error: {e}\n"))
+}
