@@ -158,12 +158,18 @@ def test_broken_objects_are_quarantined_and_the_rest_keeps_serving(moto, months,
     data = months[2].read_bytes()
     s3.put_object(Bucket="broken", Key=f"{PREFIX}/truncated.parquet", Body=data[: len(data) // 2])
     s3.put_object(Bucket="broken", Key=f"{PREFIX}/notes.parquet", Body=b"this is not a parquet file\n" * 100)
+    # Readable, but irreconcilable: trip_distance as text. Reported, never silently cast.
+    conflict = io.BytesIO()
+    pq.write_table(pa.table({"tpep_pickup_datetime": pa.array([0], pa.timestamp("us")), "trip_distance": ["far"]}),
+                   conflict)
+    s3.put_object(Bucket="broken", Key=f"{PREFIX}/zz_conflict.parquet", Body=conflict.getvalue())
     b = live_bridge(moto, "broken", tmp_path)
     try:
         st = b.status()
         reasons = {q["key"].rsplit("/", 1)[1]: q["reason"] for q in st["quarantined"]}
-        assert set(reasons) == {"truncated.parquet", "notes.parquet"}, st
+        assert set(reasons) == {"truncated.parquet", "notes.parquet", "zz_conflict.parquet"}, st
         assert all(r for r in reasons.values())
+        assert "trip_distance" in reasons["zz_conflict.parquet"], reasons
         assert len(st["files"]) == 2
         got = b.get({"query": "p90", "dataset": "yellow", "output": "summary"})
         assert got["trips_in_range"][0].as_py() == rows_of(months[0]) + rows_of(months[1])
@@ -171,7 +177,7 @@ def test_broken_objects_are_quarantined_and_the_rest_keeps_serving(moto, months,
         s3.upload_file(str(months[2]), "broken", f"{PREFIX}/truncated.parquet")
         b.action("refresh")
         st = b.status()
-        assert [q["key"] for q in st["quarantined"]] == [f"{PREFIX}/notes.parquet"]
+        assert [q["key"] for q in st["quarantined"]] == [f"{PREFIX}/notes.parquet", f"{PREFIX}/zz_conflict.parquet"]
         assert sum(f["rows"] for f in st["files"]) == sum(rows_of(f) for f in months[:3])
     finally:
         b.stop()
