@@ -76,6 +76,24 @@ pub struct Config {
     /// Target rows per Arrow batch sent to clients.
     #[arg(long, env = "BRIDGE_BATCH_ROWS", default_value_t = 65_536)]
     pub batch_rows: usize,
+    /// Queries that may stream at once; more wait in a queue.
+    #[arg(long, env = "BRIDGE_MAX_RUNNING_QUERIES", default_value_t = 16)]
+    pub max_running_queries: usize,
+    /// Queries that may wait for a slot; beyond that, UNAVAILABLE at once.
+    #[arg(long, env = "BRIDGE_MAX_QUEUED_QUERIES", default_value_t = 512)]
+    pub max_queued_queries: usize,
+    /// Longest a query waits for a slot before UNAVAILABLE (retriable).
+    #[arg(long, env = "BRIDGE_QUEUE_TIMEOUT", default_value = "5s", value_parser = parse_duration)]
+    pub queue_timeout: Duration,
+    /// Longest a query may run, including streaming its result; the client's own deadline wins if sooner.
+    #[arg(long, env = "BRIDGE_QUERY_TIMEOUT", default_value = "5m", value_parser = parse_duration)]
+    pub query_timeout: Duration,
+    /// Largest result in rows (unset: no limit).
+    #[arg(long, env = "BRIDGE_MAX_RESULT_ROWS")]
+    pub max_result_rows: Option<u64>,
+    /// Largest result in Arrow bytes (unset: no limit).
+    #[arg(long, env = "BRIDGE_MAX_RESULT_BYTES")]
+    pub max_result_bytes: Option<u64>,
     #[command(flatten)]
     pub s3: S3Options,
     /// Write the bound address to this file once the datasets are loaded (for test harnesses).
@@ -120,8 +138,27 @@ impl Default for Config {
             duckdb_memory_limit: "4GB".into(),
             duckdb_threads: None,
             batch_rows: 65_536,
+            max_running_queries: 16,
+            max_queued_queries: 512,
+            queue_timeout: Duration::from_secs(5),
+            query_timeout: Duration::from_secs(300),
+            max_result_rows: None,
+            max_result_bytes: None,
             s3: S3Options::default(),
             addr_file: None,
+        }
+    }
+}
+
+impl Config {
+    pub fn limits(&self) -> crate::limits::Limits {
+        crate::limits::Limits {
+            max_running: self.max_running_queries,
+            max_queued: self.max_queued_queries,
+            queue_timeout: self.queue_timeout,
+            query_timeout: self.query_timeout,
+            max_rows: self.max_result_rows,
+            max_bytes: self.max_result_bytes,
         }
     }
 }

@@ -21,6 +21,7 @@ pub mod engine;
 pub mod error;
 pub mod flight;
 pub mod gen;
+pub mod limits;
 pub mod metrics;
 pub mod queries;
 pub mod rule;

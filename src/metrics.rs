@@ -43,6 +43,45 @@ pub static BYTES_SENT: LazyLock<IntCounterVec> = LazyLock::new(|| {
 pub static RUNNING: LazyLock<IntGauge> =
     LazyLock::new(|| build(register_int_gauge!("bridge_queries_running", "Queries currently streaming")));
 
+/// Query threads at work right now (DuckDB or segment readers): falls back when a cancelled or
+/// timed-out query has really stopped.
+pub static ACTIVE: LazyLock<IntGauge> = LazyLock::new(|| {
+    build(register_int_gauge!("bridge_query_threads_active", "Query threads working (DuckDB or segment reads)"))
+});
+
+/// Counts a query thread as active while it lives.
+pub struct ActiveGuard;
+
+impl ActiveGuard {
+    pub fn new() -> Self {
+        ACTIVE.inc();
+        ActiveGuard
+    }
+}
+
+impl Default for ActiveGuard {
+    fn default() -> Self {
+        Self::new()
+    }
+}
+
+impl Drop for ActiveGuard {
+    fn drop(&mut self) {
+        ACTIVE.dec();
+    }
+}
+
+/// Registers the unlabelled metrics so they read 0 before first use.
+pub fn init() {
+    LazyLock::force(&RUNNING);
+    LazyLock::force(&QUEUED);
+    LazyLock::force(&ACTIVE);
+}
+
+/// Queries waiting for a slot.
+pub static QUEUED: LazyLock<IntGauge> =
+    LazyLock::new(|| build(register_int_gauge!("bridge_queries_queued", "Queries waiting for a slot")));
+
 /// Per dataset: manifest version, files, rows, quarantined files, and when it was last listed.
 pub static MANIFEST_VERSION: LazyLock<IntGaugeVec> = LazyLock::new(|| {
     build(register_int_gauge_vec!("bridge_manifest_version", "Published manifest version", &["dataset"]))

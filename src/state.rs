@@ -7,6 +7,7 @@ use crate::{
     config::Config,
     engine::{Engine, EngineOptions},
     error::{Error, Result},
+    limits::Admission,
 };
 
 #[derive(Debug, Clone)]
@@ -17,6 +18,7 @@ pub struct AppState {
 #[derive(Debug)]
 struct Inner {
     catalog: Arc<Catalog>,
+    admission: Admission,
     batch_rows: usize,
 }
 
@@ -39,11 +41,16 @@ impl AppState {
             threads,
         })?);
         let catalog = Catalog::new(config, locations, engine)?;
-        Ok(AppState { inner: Arc::new(Inner { catalog: Arc::new(catalog), batch_rows: config.batch_rows }) })
+        let admission = Admission::new(config.limits());
+        Ok(AppState { inner: Arc::new(Inner { catalog: Arc::new(catalog), admission, batch_rows: config.batch_rows }) })
     }
 
     pub fn catalog(&self) -> &Arc<Catalog> {
         &self.inner.catalog
+    }
+
+    pub fn admission(&self) -> &Admission {
+        &self.inner.admission
     }
 
     pub fn batch_rows(&self) -> usize {

@@ -65,12 +65,24 @@ impl Engine {
         // Interrupts DuckDB as soon as the consumer is gone, even mid-step.
         let watch = tx.clone();
         tokio::spawn(async move {
+            let mut done_rx = done_rx;
             tokio::select! {
-                _ = watch.closed() => interrupt.interrupt(),
-                _ = done_rx => {}
+                _ = watch.closed() => {
+                    // DuckDB can drop an interrupt that lands while it prepares: repeat until the
+                    // query thread has returned.
+                    loop {
+                        interrupt.interrupt();
+                        tokio::select! {
+                            _ = &mut done_rx => break,
+                            _ = tokio::time::sleep(std::time::Duration::from_millis(50)) => {}
+                        }
+                    }
+                }
+                _ = &mut done_rx => {}
             }
         });
         tokio::task::spawn_blocking(move || {
+            let _active = crate::metrics::ActiveGuard::new();
             run(conn, plan, batch_rows, schema_only, schema_tx, tx);
             drop(done_tx);
         });

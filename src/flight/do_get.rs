@@ -1,29 +1,43 @@
-//! DoGet: decode the ticket, plan, run, stream; every query is accounted for (`observe`).
+//! DoGet: admit, decode the ticket, plan, run, stream; every query is bounded and accounted for.
 
 use std::net::SocketAddr;
 
 use arrow_flight::{FlightData, Ticket};
-use tonic::Status;
+use tonic::{metadata::MetadataMap, Status};
 
 use super::{
     encode::encode,
-    observe::{observe, Observed},
+    observe::{observe, Bounds, Observed},
     ticket, BoxStream,
 };
 use crate::{metrics, queries, state::AppState};
 
-pub async fn do_get(state: &AppState, t: Ticket, peer: Option<SocketAddr>) -> Result<BoxStream<FlightData>, Status> {
+pub async fn do_get(
+    state: &AppState,
+    t: Ticket,
+    metadata: &MetadataMap,
+    peer: Option<SocketAddr>,
+) -> Result<BoxStream<FlightData>, Status> {
     let ticket = ticket::try_decode(&t.ticket).map_err(Status::from).inspect_err(|s| count_refusal("invalid", s))?;
     let kind = queries::kind(&ticket);
+    let admission = state.admission();
+    let slot = admission.admit().await.inspect_err(|s| count_refusal(kind, s))?;
+    let limits = admission.limits();
+    let bounds =
+        Bounds { deadline: admission.deadline(metadata), max_rows: limits.max_rows, max_bytes: limits.max_bytes };
     let started = async {
         queries::await_min_version(&ticket, state.catalog()).await?;
         let plan = queries::plan(ticket, state.catalog())?;
         queries::start(plan, state.catalog(), state.batch_rows(), false).await
     };
-    let query = started.await.map_err(Status::from).inspect_err(|s| count_refusal(kind, s))?;
-    let obs = Observed::start(kind, peer, query.schema.metadata().clone());
+    let query = match tokio::time::timeout_at(bounds.deadline, started).await {
+        Ok(q) => q.map_err(Status::from),
+        Err(_) => Err(Status::deadline_exceeded("the query did not start before its deadline")),
+    }
+    .inspect_err(|s| count_refusal(kind, s))?;
+    let obs = Observed::start(kind, slot, peer, query.schema.metadata().clone());
     let rows = obs.rows();
-    Ok(observe(encode(query, rows), obs))
+    Ok(observe(encode(query, rows), obs, bounds))
 }
 
 /// A request that failed before streaming.

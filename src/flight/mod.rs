@@ -74,7 +74,8 @@ impl FlightService for BridgeFlight {
 
     async fn do_get(&self, req: Request<Ticket>) -> Result<Response<Self::DoGetStream>, Status> {
         let peer = req.remote_addr();
-        Ok(Response::new(do_get::do_get(&self.state, req.into_inner(), peer).await?))
+        let metadata = req.metadata().clone();
+        Ok(Response::new(do_get::do_get(&self.state, req.into_inner(), &metadata, peer).await?))
     }
 
     async fn do_put(&self, _: Request<Streaming<FlightData>>) -> Result<Response<Self::DoPutStream>, Status> {

@@ -12,7 +12,7 @@ use std::{
 
 use arrow_flight::FlightData;
 use futures::StreamExt;
-use tonic::Code;
+use tonic::{Code, Status};
 
 use super::BoxStream;
 use crate::metrics;
@@ -20,6 +20,8 @@ use crate::metrics;
 /// What a query's log line and metrics need; recorded when the stream ends or is dropped.
 pub struct Observed {
     pub kind: &'static str,
+    /// The admission slot, held until the answer ends.
+    slot: Option<crate::limits::Slot>,
     pub peer: Option<SocketAddr>,
     pub metadata: HashMap<String, String>,
     started: Instant,
@@ -29,9 +31,23 @@ pub struct Observed {
 }
 
 impl Observed {
-    pub fn start(kind: &'static str, peer: Option<SocketAddr>, metadata: HashMap<String, String>) -> Self {
+    pub fn start(
+        kind: &'static str,
+        slot: crate::limits::Slot,
+        peer: Option<SocketAddr>,
+        metadata: HashMap<String, String>,
+    ) -> Self {
         metrics::RUNNING.inc();
-        Observed { kind, peer, metadata, started: Instant::now(), rows: Arc::default(), bytes: 0, code: None }
+        Observed {
+            kind,
+            slot: Some(slot),
+            peer,
+            metadata,
+            started: Instant::now(),
+            rows: Arc::default(),
+            bytes: 0,
+            code: None,
+        }
     }
 
     /// The row counter the encoder adds to as batches leave the query.
@@ -42,6 +58,7 @@ impl Observed {
 
 impl Drop for Observed {
     fn drop(&mut self) {
+        self.slot.take();
         metrics::RUNNING.dec();
         // No code: the client went away before the end.
         let code = self.code.unwrap_or(Code::Cancelled);
@@ -66,18 +83,56 @@ impl Drop for Observed {
     }
 }
 
-/// Wraps an encoded answer so that its end (or abandonment) is recorded once.
-pub fn observe(stream: BoxStream<FlightData>, obs: Observed) -> BoxStream<FlightData> {
-    Box::pin(futures::stream::unfold((stream, obs), |(mut stream, mut obs)| async move {
-        let item = stream.next().await;
-        match &item {
-            Some(Ok(d)) => obs.bytes += d.data_body.len() as u64,
-            Some(Err(s)) => obs.code = Some(s.code()),
+/// Bounds on one answer: its deadline and result-size caps.
+#[derive(Debug, Clone, Copy)]
+pub struct Bounds {
+    pub deadline: tokio::time::Instant,
+    pub max_rows: Option<u64>,
+    pub max_bytes: Option<u64>,
+}
+
+/// Wraps an encoded answer: enforces `bounds` (ending the stream with DEADLINE_EXCEEDED or
+/// RESOURCE_EXHAUSTED, which drops — and so stops — the query), and records its end or
+/// abandonment once.
+pub fn observe(stream: BoxStream<FlightData>, obs: Observed, bounds: Bounds) -> BoxStream<FlightData> {
+    Box::pin(futures::stream::unfold(Some((stream, obs)), move |state| async move {
+        let (mut stream, mut obs) = state?;
+        let item = match tokio::time::timeout_at(bounds.deadline, stream.next()).await {
+            Ok(item) => item,
+            Err(_) => Some(Err(Status::deadline_exceeded(
+                "the query ran past its deadline (--query-timeout or the client's timeout) and was stopped",
+            ))),
+        };
+        let over = |rows: u64, bytes: u64| {
+            let rows_over = bounds.max_rows.filter(|m| rows > *m).map(|m| format!("{m} rows"));
+            let bytes_over = bounds.max_bytes.filter(|m| bytes > *m).map(|m| format!("{m} bytes"));
+            rows_over.or(bytes_over)
+        };
+        let item = match item {
+            Some(Ok(d)) => {
+                obs.bytes += d.data_body.len() as u64;
+                match over(obs.rows.load(Ordering::Relaxed), obs.bytes) {
+                    Some(limit) => Some(Err(Status::resource_exhausted(format!(
+                        "the result is larger than this server's limit of {limit}; add a limit, project fewer \
+                         columns or narrow the range"
+                    )))),
+                    None => Some(Ok(d)),
+                }
+            }
+            other => other,
+        };
+        match item {
+            Some(Ok(d)) => Some((Ok(d), Some((stream, obs)))),
+            Some(Err(s)) => {
+                obs.code = Some(s.code());
+                // Yield the error, then end: the query (`stream`) is dropped with the next state.
+                drop(stream);
+                Some((Err(s), None))
+            }
             None => {
                 obs.code.get_or_insert(Code::Ok);
+                None // `obs` is dropped here, which records the request.
             }
         }
-        // At the end `obs` is dropped here, which records the request.
-        item.map(|i| (i, (stream, obs)))
     }))
 }

@@ -116,6 +116,7 @@ pub async fn run(job: Job, batch_rows: usize, schema_only: bool) -> Result<Query
     let (tx, rx) = mpsc::channel(CHANNEL_DEPTH);
     let (schema_tx, schema_rx) = oneshot::channel();
     tokio::task::spawn_blocking(move || {
+        let _active = crate::metrics::ActiveGuard::new();
         let mut e = Emitter {
             schema_tx: Some(schema_tx),
             tx,

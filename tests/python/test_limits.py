@@ -1,0 +1,77 @@
+"""Limits: request N+1 fails the documented way — admission, deadlines, result caps."""
+import json
+import threading
+import time
+
+import pyarrow as pa
+import pyarrow.flight as flight
+import pytest
+
+from conftest import Bridge, wait_until
+from test_admin import http, metric
+
+SCAN = flight.Ticket(json.dumps({"query": "scan", "dataset": "yellow"}).encode())
+SLOW_SQL = {"query": "sql", "sql": "SELECT sum(i) AS s FROM range(1000000000000) t(i)"}
+
+
+def test_a_full_server_answers_unavailable_fast_and_frees_the_slot_when_the_stream_ends(data_dir, tmp_path):
+    b = Bridge([f"yellow={data_dir}/*.parquet"], tmp_path / "cache",
+               ["--max-running-queries", "1", "--max-queued-queries", "1", "--queue-timeout", "300ms"])
+    try:
+        first = b.client.do_get(SCAN)
+        first.read_chunk()  # streaming, not finished: the slot is held by the stream, not the headers
+        started = time.monotonic()
+        with pytest.raises(flight.FlightUnavailableError, match="server busy"):
+            b.get({"query": "p90", "dataset": "yellow", "output": "summary"})
+        assert time.monotonic() - started < 3, "refused after the queue timeout, not hung"
+        rest = first.read_all()
+        assert rest.num_rows > 0
+        assert b.get({"query": "p90", "dataset": "yellow", "output": "summary"}).num_rows == 1
+    finally:
+        b.stop()
+
+
+def test_deadlines_stop_the_query(data_dir, tmp_path):
+    b = Bridge([f"yellow={data_dir}/*.parquet"], tmp_path / "cache", ["--query-timeout", "700ms"], admin=True)
+    try:
+        errors = []
+
+        def run(options=flight.FlightCallOptions()):
+            try:
+                b.client.do_get(flight.Ticket(json.dumps(SLOW_SQL).encode()), options).read_all()
+            except flight.FlightTimedOutError as e:
+                errors.append(str(e))
+
+        t = threading.Thread(target=run)
+        started = time.monotonic()
+        t.start()
+        wait_until(lambda: "bridge_query_threads_active 1" in http(b.admin + "/metrics")[1],
+                   what="the query to be running")
+        t.join(timeout=10)
+        assert errors and "deadline" in errors[0], errors
+        assert time.monotonic() - started < 5
+        # The DuckDB query was interrupted: nothing keeps running.
+        wait_until(lambda: "bridge_query_threads_active 0" in http(b.admin + "/metrics")[1], timeout=2,
+                   what="the server to stop the query")
+        # The client's own deadline is honoured too.
+        t = threading.Thread(target=run, args=(flight.FlightCallOptions(timeout=0.5),))
+        t.start()
+        wait_until(lambda: "bridge_query_threads_active 1" in http(b.admin + "/metrics")[1],
+                   what="the second query to be running")
+        t.join(timeout=10)
+        assert len(errors) == 2
+        wait_until(lambda: "bridge_query_threads_active 0" in http(b.admin + "/metrics")[1], timeout=2,
+                   what="the server to stop the client-cancelled query")
+        assert b.get({"query": "p90", "dataset": "yellow", "output": "summary"}).num_rows == 1
+    finally:
+        b.stop()
+
+
+def test_result_size_caps(data_dir, tmp_path):
+    b = Bridge([f"yellow={data_dir}/*.parquet"], tmp_path / "cache", ["--max-result-rows", "50000"])
+    try:
+        with pytest.raises(pa.ArrowException, match="larger than this server's limit of 50000 rows"):
+            b.client.do_get(SCAN).read_all()
+        assert b.get({"query": "scan", "dataset": "yellow", "limit": 50000}).num_rows == 50000
+    finally:
+        b.stop()
