@@ -94,6 +94,30 @@ pub struct Config {
     /// Largest result in Arrow bytes (unset: no limit).
     #[arg(long, env = "BRIDGE_MAX_RESULT_BYTES")]
     pub max_result_bytes: Option<u64>,
+    /// Users allowed to Handshake with Basic credentials: a file of `user:password` lines.
+    #[arg(long, env = "BRIDGE_BASIC_USERS_FILE")]
+    pub basic_users_file: Option<PathBuf>,
+    /// Static bearer tokens accepted on every call: a file with one token per line.
+    #[arg(long, env = "BRIDGE_API_TOKENS_FILE")]
+    pub api_tokens_file: Option<PathBuf>,
+    /// HS256 key for the bearer tokens Handshake issues (≥ 16 bytes); random per process if unset.
+    #[arg(long, env = "BRIDGE_JWT_SECRET_FILE")]
+    pub jwt_secret_file: Option<PathBuf>,
+    /// How long an issued bearer token is valid.
+    #[arg(long, env = "BRIDGE_TOKEN_TTL", default_value = "60m", value_parser = parse_duration)]
+    pub token_ttl: Duration,
+    /// Serve without authentication on a non-loopback address (refused otherwise).
+    #[arg(long, env = "BRIDGE_ALLOW_ANONYMOUS")]
+    pub allow_anonymous: bool,
+    /// TLS certificate chain (PEM); with --tls-key, the Flight port speaks TLS only.
+    #[arg(long, env = "BRIDGE_TLS_CERT", requires = "tls_key")]
+    pub tls_cert: Option<PathBuf>,
+    /// TLS private key (PEM).
+    #[arg(long, env = "BRIDGE_TLS_KEY", requires = "tls_cert")]
+    pub tls_key: Option<PathBuf>,
+    /// CA (PEM) that client certificates must chain to: mutual TLS.
+    #[arg(long, env = "BRIDGE_TLS_CLIENT_CA", requires = "tls_cert")]
+    pub tls_client_ca: Option<PathBuf>,
     #[command(flatten)]
     pub s3: S3Options,
     /// Write the bound address to this file once the datasets are loaded (for test harnesses).
@@ -144,6 +168,14 @@ impl Default for Config {
             query_timeout: Duration::from_secs(300),
             max_result_rows: None,
             max_result_bytes: None,
+            basic_users_file: None,
+            api_tokens_file: None,
+            jwt_secret_file: None,
+            token_ttl: Duration::from_secs(3600),
+            allow_anonymous: false,
+            tls_cert: None,
+            tls_key: None,
+            tls_client_ca: None,
             s3: S3Options::default(),
             addr_file: None,
         }

@@ -15,6 +15,7 @@
 //! * [`gen`]: the deterministic TLC-shaped data generator (`bridge gen`).
 
 pub mod admin;
+pub mod auth;
 pub mod catalog;
 pub mod config;
 pub mod engine;

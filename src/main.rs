@@ -79,7 +79,8 @@ async fn run(config: bridge::config::Config) -> Result<(), Box<dyn std::error::E
         std::fs::rename(&tmp, path)?;
     }
     tracing::info!(%addr, elapsed = ?started.elapsed(), "serving Arrow Flight");
-    println!("Bridge is serving on grpc://{addr}. Try:");
+    let scheme = if state.tls().is_some() { "grpc+tls" } else { "grpc" };
+    println!("Bridge is serving on {scheme}://{addr}. Try:");
     println!("  python3 -c \"import pyarrow.flight as f; print(f.connect('grpc://{addr}').do_get(f.Ticket(b'{{\\\"query\\\":\\\"p90\\\",\\\"dataset\\\":\\\"yellow\\\",\\\"output\\\":\\\"summary\\\"}}')).read_all())\"");
     let shutdown = async {
         let ctrl_c = tokio::signal::ctrl_c();

@@ -17,6 +17,7 @@ pub async fn serve(
     state: AppState,
     shutdown: impl Future<Output = ()> + Send,
 ) -> Result<(), tonic::transport::Error> {
+    let state_tls = state.tls().cloned();
     let service = FlightServiceServer::new(BridgeFlight::new(state))
         .max_decoding_message_size(MAX_MESSAGE_BYTES)
         .max_encoding_message_size(MAX_MESSAGE_BYTES);
@@ -26,7 +27,11 @@ pub async fn serve(
     // Small answers (a summary, a day) must not wait for Nagle: set TCP_NODELAY on every
     // accepted connection (the builder's own setting only covers listeners tonic binds itself).
     let incoming = TcpIncoming::from(listener).with_nodelay(Some(true));
-    tonic::transport::Server::builder()
+    let mut builder = tonic::transport::Server::builder();
+    if let Some(tls) = state_tls {
+        builder = builder.tls_config(tls)?;
+    }
+    builder
         .http2_keepalive_interval(Some(std::time::Duration::from_secs(30)))
         .add_service(health_service)
         .add_service(service)

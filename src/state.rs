@@ -2,13 +2,29 @@
 
 use std::sync::Arc;
 
+use tonic::transport::{Certificate, Identity, ServerTlsConfig};
+
 use crate::{
+    auth::Auth,
     catalog::{Catalog, Location},
     config::Config,
     engine::{Engine, EngineOptions},
     error::{Error, Result},
     limits::Admission,
 };
+
+/// TLS from `--tls-cert`/`--tls-key`, with client certificates required by `--tls-client-ca`.
+fn tls_config(config: &Config) -> Result<Option<ServerTlsConfig>> {
+    let (Some(cert), Some(key)) = (&config.tls_cert, &config.tls_key) else { return Ok(None) };
+    let read = |p: &std::path::PathBuf| {
+        std::fs::read(p).map_err(|e| Error::invalid(format!("cannot read {}: {e}", p.display())))
+    };
+    let mut tls = ServerTlsConfig::new().identity(Identity::from_pem(read(cert)?, read(key)?));
+    if let Some(ca) = &config.tls_client_ca {
+        tls = tls.client_ca_root(Certificate::from_pem(read(ca)?));
+    }
+    Ok(Some(tls))
+}
 
 #[derive(Debug, Clone)]
 pub struct AppState {
@@ -19,6 +35,8 @@ pub struct AppState {
 struct Inner {
     catalog: Arc<Catalog>,
     admission: Admission,
+    auth: Option<Auth>,
+    tls: Option<ServerTlsConfig>,
     batch_rows: usize,
 }
 
@@ -42,11 +60,27 @@ impl AppState {
         })?);
         let catalog = Catalog::new(config, locations, engine)?;
         let admission = Admission::new(config.limits());
-        Ok(AppState { inner: Arc::new(Inner { catalog: Arc::new(catalog), admission, batch_rows: config.batch_rows }) })
+        let inner = Inner {
+            catalog: Arc::new(catalog),
+            admission,
+            auth: Auth::from_config(config)?,
+            tls: tls_config(config)?,
+            batch_rows: config.batch_rows,
+        };
+        Ok(AppState { inner: Arc::new(inner) })
     }
 
     pub fn catalog(&self) -> &Arc<Catalog> {
         &self.inner.catalog
+    }
+
+    /// None: anonymous.
+    pub fn auth(&self) -> Option<&Auth> {
+        self.inner.auth.as_ref()
+    }
+
+    pub fn tls(&self) -> Option<&ServerTlsConfig> {
+        self.inner.tls.as_ref()
     }
 
     pub fn admission(&self) -> &Admission {

@@ -32,6 +32,11 @@ impl BridgeFlight {
     pub fn new(state: AppState) -> Self {
         BridgeFlight { state }
     }
+
+    /// Every RPC but Handshake: a valid bearer token unless Bridge runs anonymously.
+    fn authorize<T>(&self, req: &Request<T>) -> Result<(), Status> {
+        self.state.auth().map_or(Ok(()), |a| a.check(req.metadata(), req.remote_addr()))
+    }
 }
 
 fn unimplemented(what: &str) -> Status {
@@ -50,49 +55,67 @@ impl FlightService for BridgeFlight {
 
     async fn handshake(
         &self,
-        _: Request<Streaming<HandshakeRequest>>,
+        req: Request<Streaming<HandshakeRequest>>,
     ) -> Result<Response<Self::HandshakeStream>, Status> {
-        Err(Status::unimplemented("Handshake is not needed: this Bridge runs without authentication"))
+        let mut response = Response::new(Box::pin(futures::stream::empty()) as Self::HandshakeStream);
+        if let Some(auth) = self.state.auth() {
+            let bearer = auth.handshake(req.metadata())?;
+            let value = bearer.parse().map_err(|_| Status::internal("token is not a valid header value"))?;
+            response.metadata_mut().insert("authorization", value);
+        }
+        Ok(response)
     }
 
-    async fn list_flights(&self, _: Request<Criteria>) -> Result<Response<Self::ListFlightsStream>, Status> {
+    async fn list_flights(&self, req: Request<Criteria>) -> Result<Response<Self::ListFlightsStream>, Status> {
+        self.authorize(&req)?;
         let infos = list_flights::list_flights(&self.state).await?;
         Ok(Response::new(Box::pin(futures::stream::iter(infos.into_iter().map(Ok)))))
     }
 
     async fn get_flight_info(&self, req: Request<FlightDescriptor>) -> Result<Response<FlightInfo>, Status> {
+        self.authorize(&req)?;
         Ok(Response::new(get_flight_info::get_flight_info(&self.state, req.into_inner()).await?))
     }
 
-    async fn poll_flight_info(&self, _: Request<FlightDescriptor>) -> Result<Response<PollInfo>, Status> {
+    async fn poll_flight_info(&self, req: Request<FlightDescriptor>) -> Result<Response<PollInfo>, Status> {
+        self.authorize(&req)?;
         Err(Status::unimplemented("PollFlightInfo is not supported; use GetFlightInfo (queries start on DoGet)"))
     }
 
     async fn get_schema(&self, req: Request<FlightDescriptor>) -> Result<Response<SchemaResult>, Status> {
+        self.authorize(&req)?;
         Ok(Response::new(get_flight_info::get_schema(&self.state, req.into_inner()).await?))
     }
 
     async fn do_get(&self, req: Request<Ticket>) -> Result<Response<Self::DoGetStream>, Status> {
+        self.authorize(&req)?;
         let peer = req.remote_addr();
         let metadata = req.metadata().clone();
         Ok(Response::new(do_get::do_get(&self.state, req.into_inner(), &metadata, peer).await?))
     }
 
-    async fn do_put(&self, _: Request<Streaming<FlightData>>) -> Result<Response<Self::DoPutStream>, Status> {
+    async fn do_put(&self, req: Request<Streaming<FlightData>>) -> Result<Response<Self::DoPutStream>, Status> {
+        self.authorize(&req)?;
         Err(unimplemented("DoPut"))
     }
 
-    async fn do_exchange(&self, _: Request<Streaming<FlightData>>) -> Result<Response<Self::DoExchangeStream>, Status> {
+    async fn do_exchange(
+        &self,
+        req: Request<Streaming<FlightData>>,
+    ) -> Result<Response<Self::DoExchangeStream>, Status> {
+        self.authorize(&req)?;
         Err(unimplemented("DoExchange"))
     }
 
     async fn do_action(&self, req: Request<Action>) -> Result<Response<Self::DoActionStream>, Status> {
+        self.authorize(&req)?;
         let body = do_action::do_action(&self.state, req.into_inner()).await?;
         let result = arrow_flight::Result { body: body.into() };
         Ok(Response::new(Box::pin(futures::stream::once(async { Ok(result) }))))
     }
 
-    async fn list_actions(&self, _: Request<Empty>) -> Result<Response<Self::ListActionsStream>, Status> {
+    async fn list_actions(&self, req: Request<Empty>) -> Result<Response<Self::ListActionsStream>, Status> {
+        self.authorize(&req)?;
         Ok(Response::new(Box::pin(futures::stream::iter(do_action::list_actions().into_iter().map(Ok)))))
     }
 }

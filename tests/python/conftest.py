@@ -75,7 +75,7 @@ class Bridge(Service):
         super().__init__(args + list(extra), env={"RUST_LOG": "warn", **(env or {})})
         if admin:
             self.admin = "http://" + self.wait_for(r"admin \(metrics, health\) on http://([0-9.]+:[0-9]+)").group(1)
-        self.addr = self.wait_for(r"serving on grpc://([0-9.]+:[0-9]+)").group(1)
+        self.addr = self.wait_for(r"serving on grpc(?:\+tls)?://([0-9.]+:[0-9]+)").group(1)
         self.client = flight.connect(f"grpc://{self.addr}")
 
     def get(self, ticket):
