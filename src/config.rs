@@ -88,6 +88,9 @@ pub struct Config {
     /// Longest a query may run, including streaming its result; the client's own deadline wins if sooner.
     #[arg(long, env = "BRIDGE_QUERY_TIMEOUT", default_value = "5m", value_parser = parse_duration)]
     pub query_timeout: Duration,
+    /// On SIGTERM/SIGINT, how long running streams may take to finish before they are cancelled.
+    #[arg(long, env = "BRIDGE_DRAIN_TIMEOUT", default_value = "30s", value_parser = parse_duration)]
+    pub drain_timeout: Duration,
     /// Largest result in rows (unset: no limit).
     #[arg(long, env = "BRIDGE_MAX_RESULT_ROWS")]
     pub max_result_rows: Option<u64>,
@@ -168,6 +171,7 @@ impl Default for Config {
             query_timeout: Duration::from_secs(300),
             max_result_rows: None,
             max_result_bytes: None,
+            drain_timeout: Duration::from_secs(30),
             basic_users_file: None,
             api_tokens_file: None,
             jwt_secret_file: None,

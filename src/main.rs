@@ -82,18 +82,31 @@ async fn run(config: bridge::config::Config) -> Result<(), Box<dyn std::error::E
     let scheme = if state.tls().is_some() { "grpc+tls" } else { "grpc" };
     println!("Bridge is serving on {scheme}://{addr}. Try:");
     println!("  python3 -c \"import pyarrow.flight as f; print(f.connect('grpc://{addr}').do_get(f.Ticket(b'{{\\\"query\\\":\\\"p90\\\",\\\"dataset\\\":\\\"yellow\\\",\\\"output\\\":\\\"summary\\\"}}')).read_all())\"");
-    let shutdown = async {
+    let (signalled_tx, mut signalled) = tokio::sync::watch::channel(false);
+    tokio::spawn(async move {
         let ctrl_c = tokio::signal::ctrl_c();
         #[cfg(unix)]
-        let mut term =
-            tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()).expect("SIGTERM handler");
-        #[cfg(unix)]
-        tokio::select! { _ = ctrl_c => {}, _ = term.recv() => {} }
+        match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
+            Ok(mut term) => tokio::select! { _ = ctrl_c => {}, _ = term.recv() => {} },
+            Err(_) => drop(ctrl_c.await),
+        }
         #[cfg(not(unix))]
         let _ = ctrl_c.await;
-        tracing::info!("shutting down");
+        tracing::info!("shutting down: no new connections; running streams may finish");
+        let _ = signalled_tx.send(true);
+    });
+    let mut first = signalled.clone();
+    let shutdown = async move {
+        let _ = first.wait_for(|s| *s).await;
     };
-    server::serve(listener, state, shutdown).await?;
+    let drain = config.drain_timeout;
+    // Running streams get `drain` to finish; then they are cancelled and Bridge exits anyway.
+    tokio::select! {
+        served = server::serve(listener, state, shutdown) => served?,
+        _ = async { let _ = signalled.wait_for(|s| *s).await; tokio::time::sleep(drain).await } => {
+            tracing::warn!(?drain, "drain timeout: cancelling the streams still running");
+        }
+    }
     let _ = stop_tx.send(true);
     Ok(())
 }

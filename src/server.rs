@@ -1,12 +1,15 @@
 //! `serve(listener, state, shutdown)`: the gRPC server on an already-bound listener.
 
-use std::future::Future;
+use std::{future::Future, time::Duration};
 
 use arrow_flight::flight_service_server::FlightServiceServer;
 use tokio::net::TcpListener;
 use tonic::transport::server::TcpIncoming;
 
 use crate::{flight::BridgeFlight, state::AppState};
+
+/// Concurrent streams one HTTP/2 connection may open.
+const MAX_STREAMS_PER_CONNECTION: u32 = 128;
 
 /// Largest message a client may send (tickets and SQL are small) and Bridge may send.
 const MAX_MESSAGE_BYTES: usize = 64 * 1024 * 1024;
@@ -32,7 +35,17 @@ pub async fn serve(
         builder = builder.tls_config(tls)?;
     }
     builder
-        .http2_keepalive_interval(Some(std::time::Duration::from_secs(30)))
+        // Long streams survive idle-killing load balancers; dead peers are noticed.
+        .http2_keepalive_interval(Some(Duration::from_secs(30)))
+        .http2_keepalive_timeout(Some(Duration::from_secs(20)))
+        .tcp_keepalive(Some(Duration::from_secs(60)))
+        // One connection may not monopolize the server; a client that resets streams in a flood
+        // (CVE-2023-44487 "rapid reset") is cut off.
+        .max_concurrent_streams(Some(MAX_STREAMS_PER_CONNECTION))
+        .http2_max_pending_accept_reset_streams(Some(32))
+        .http2_max_local_error_reset_streams(Some(256))
+        // JDBC and other drivers send many headers.
+        .http2_max_header_list_size(Some(256 * 1024))
         .add_service(health_service)
         .add_service(service)
         .serve_with_incoming_shutdown(incoming, async move {

@@ -17,6 +17,7 @@ pub async fn do_get(
     t: Ticket,
     metadata: &MetadataMap,
     peer: Option<SocketAddr>,
+    request_id: String,
 ) -> Result<BoxStream<FlightData>, Status> {
     let ticket = ticket::try_decode(&t.ticket).map_err(Status::from).inspect_err(|s| count_refusal("invalid", s))?;
     let kind = queries::kind(&ticket);
@@ -35,7 +36,7 @@ pub async fn do_get(
         Err(_) => Err(Status::deadline_exceeded("the query did not start before its deadline")),
     }
     .inspect_err(|s| count_refusal(kind, s))?;
-    let obs = Observed::start(kind, slot, peer, query.schema.metadata().clone());
+    let obs = Observed::start(kind, request_id, slot, peer, query.schema.metadata().clone());
     let rows = obs.rows();
     Ok(observe(encode(query, rows), obs, bounds))
 }

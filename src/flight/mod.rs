@@ -91,7 +91,12 @@ impl FlightService for BridgeFlight {
         self.authorize(&req)?;
         let peer = req.remote_addr();
         let metadata = req.metadata().clone();
-        Ok(Response::new(do_get::do_get(&self.state, req.into_inner(), &metadata, peer).await?))
+        let id = observe::request_id(&metadata);
+        let header = id.parse().map_err(|_| Status::internal("request id is not a header value"))?;
+        let stream = do_get::do_get(&self.state, req.into_inner(), &metadata, peer, id).await?;
+        let mut response = Response::new(stream);
+        response.metadata_mut().insert("x-request-id", header);
+        Ok(response)
     }
 
     async fn do_put(&self, req: Request<Streaming<FlightData>>) -> Result<Response<Self::DoPutStream>, Status> {

@@ -17,9 +17,19 @@ use tonic::{Code, Status};
 use super::BoxStream;
 use crate::metrics;
 
+/// The request's id: the client's `x-request-id` when it sent a sane one, else a new one. It
+/// comes back in the response headers and is in the query's log line.
+pub fn request_id(md: &tonic::metadata::MetadataMap) -> String {
+    md.get("x-request-id")
+        .and_then(|v| v.to_str().ok())
+        .filter(|v| !v.is_empty() && v.len() <= 128 && v.bytes().all(|b| b.is_ascii_graphic()))
+        .map_or_else(|| format!("{:016x}", rand::random::<u64>()), String::from)
+}
+
 /// What a query's log line and metrics need; recorded when the stream ends or is dropped.
 pub struct Observed {
     pub kind: &'static str,
+    pub request_id: String,
     /// The admission slot, held until the answer ends.
     slot: Option<crate::limits::Slot>,
     pub peer: Option<SocketAddr>,
@@ -33,6 +43,7 @@ pub struct Observed {
 impl Observed {
     pub fn start(
         kind: &'static str,
+        request_id: String,
         slot: crate::limits::Slot,
         peer: Option<SocketAddr>,
         metadata: HashMap<String, String>,
@@ -40,6 +51,7 @@ impl Observed {
         metrics::RUNNING.inc();
         Observed {
             kind,
+            request_id,
             slot: Some(slot),
             peer,
             metadata,
@@ -70,6 +82,7 @@ impl Drop for Observed {
         metrics::BYTES_SENT.with_label_values(&[self.kind]).inc_by(self.bytes);
         let md = |k: &str| self.metadata.get(k).map(String::as_str).unwrap_or("");
         tracing::info!(
+            request_id = %self.request_id,
             kind = self.kind,
             dataset = md("bridge.dataset"),
             manifest_version = md("bridge.manifest_version"),

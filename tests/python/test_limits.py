@@ -75,3 +75,41 @@ def test_result_size_caps(data_dir, tmp_path):
         assert b.get({"query": "scan", "dataset": "yellow", "limit": 50000}).num_rows == 50000
     finally:
         b.stop()
+
+
+class Headers(flight.ClientMiddlewareFactory):
+    """Captures response headers (pyarrow exposes them only to middleware)."""
+
+    def __init__(self):
+        self.seen = []
+
+    def start_call(self, info):
+        factory = self
+
+        class M(flight.ClientMiddleware):
+            def received_headers(self, headers):
+                factory.seen.append(headers)
+
+        return M()
+
+
+def test_request_ids_come_back(bridge):
+    h = Headers()
+    c = flight.connect(f"grpc://{bridge.addr}", middleware=[h])
+    options = flight.FlightCallOptions(headers=[(b"x-request-id", b"trace-42")])
+    c.do_get(flight.Ticket(json.dumps({"query": "p90", "dataset": "yellow", "output": "summary"}).encode()),
+             options).read_all()
+    c.do_get(flight.Ticket(json.dumps({"query": "p90", "dataset": "yellow", "output": "summary"}).encode())).read_all()
+    ids = [hd.get("x-request-id") for hd in h.seen if hd.get("x-request-id")]
+    assert ids[0] == ["trace-42"]
+    assert len(ids[1][0]) == 16 and ids[1][0] != "trace-42"
+
+
+def test_sigterm_drains_then_exits_zero(data_dir, tmp_path):
+    b = Bridge([f"yellow={data_dir}/*.parquet"], tmp_path / "cache", ["--drain-timeout", "1s"])
+    held = b.client.do_get(SCAN)
+    held.read_chunk()  # a stream in flight that never finishes by itself
+    started = time.monotonic()
+    b.proc.terminate()
+    assert b.proc.wait(timeout=20) == 0
+    assert time.monotonic() - started < 10
