@@ -113,3 +113,16 @@ def test_sigterm_drains_then_exits_zero(data_dir, tmp_path):
     b.proc.terminate()
     assert b.proc.wait(timeout=20) == 0
     assert time.monotonic() - started < 10
+
+
+def test_a_query_over_the_memory_limit_fails_cleanly_and_the_server_lives_on(data_dir, tmp_path):
+    b = Bridge([f"yellow={data_dir}/*.parquet"], tmp_path / "cache", memory_limit="64MB")
+    try:
+        huge = {"query": "sql", "sql": "SELECT string_agg(i::VARCHAR || repeat('x', 50), ',') AS s FROM range(20000000) t(i)"}
+        with pytest.raises(pa.ArrowException, match="(?i)out of memory") as err:
+            b.get(huge)
+        assert "RESOURCE_EXHAUSTED" in str(err.value)
+        assert b.get({"query": "p90", "dataset": "yellow", "output": "summary"}).num_rows == 1
+        assert b.get({"query": "sql", "sql": "SELECT count(*) AS n FROM yellow"})["n"][0].as_py() > 0
+    finally:
+        b.stop()
