@@ -29,8 +29,9 @@ $(VENV)/.installed: requirements-test.txt
 	$(VENV)/bin/pip install -q -r requirements-test.txt
 	touch $@
 
+# `cargo test` also builds the binary and the examples, with the same features as the tests (a
+# separate `cargo build` would compile the arrow crates a second time with other features).
 test: libduckdb venv
-	cargo build --release --bins
 	cargo test --release
 	BRIDGE_BIN=$(CURDIR)/$(BIN) $(PY) -m pytest -q tests/python
 

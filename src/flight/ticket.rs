@@ -176,4 +176,47 @@ mod tests {
         assert!(msg(br#"{"query":"p90","limit":"ten"}"#).contains("bad field"));
         assert!(msg(&[0xff, 0x01, 0x02]).contains("neither"));
     }
+
+    /// Property test: arbitrary bytes, and mutations and truncations of valid tickets, decode to
+    /// a ticket or a clear INVALID_ARGUMENT — never a panic.
+    #[test]
+    fn decoding_never_panics_on_mutated_input() {
+        use rand::{Rng, SeedableRng};
+        let mut rng = rand::rngs::StdRng::seed_from_u64(7);
+        let seeds: Vec<Vec<u8>> = [
+            br#"{"query":"p90","dataset":"yellow","from":"2023-01-01","to":"2023-02-01","percentile":0.95}"#.to_vec(),
+            br#"{"query":"outliers","dataset":"y","within_p90":true,"order_by":"avg_speed_mph desc","limit":10}"#
+                .to_vec(),
+            br#"{"query":"scan","dataset":"y","columns":["a","b"],"min_version":3}"#.to_vec(),
+            br#"{"query":"sql","sql":"SELECT 1"}"#.to_vec(),
+        ]
+        .into_iter()
+        .flat_map(|json| {
+            let proto = encode(&try_decode(&json).expect("seed decodes"));
+            [json, proto]
+        })
+        .collect();
+        for i in 0..20_000 {
+            let mut bytes = seeds[i % seeds.len()].clone();
+            match rng.random_range(0..4) {
+                0 => bytes.truncate(rng.random_range(0..=bytes.len())),
+                1 => {
+                    for _ in 0..rng.random_range(1..8) {
+                        let at = rng.random_range(0..bytes.len());
+                        bytes[at] = rng.random();
+                    }
+                }
+                2 => {
+                    let at = rng.random_range(0..=bytes.len());
+                    let junk: Vec<u8> = (0..rng.random_range(1..16)).map(|_| rng.random()).collect();
+                    bytes.splice(at..at, junk);
+                }
+                _ => bytes = (0..rng.random_range(0..64)).map(|_| rng.random()).collect(),
+            }
+            if let Err(e) = try_decode(&bytes) {
+                assert!(matches!(e, Error::InvalidArgument(_)), "{e:?}");
+                assert!(!e.to_string().is_empty());
+            }
+        }
+    }
 }

@@ -126,3 +126,23 @@ def test_a_query_over_the_memory_limit_fails_cleanly_and_the_server_lives_on(dat
         assert b.get({"query": "sql", "sql": "SELECT count(*) AS n FROM yellow"})["n"][0].as_py() > 0
     finally:
         b.stop()
+
+
+def test_client_cancel_stops_the_query_and_frees_its_slot(data_dir, tmp_path):
+    b = Bridge([f"yellow={data_dir}/*.parquet"], tmp_path / "cache",
+               ["--max-running-queries", "1", "--max-queued-queries", "0"], admin=True)
+    try:
+        reader = b.client.do_get(SCAN)
+        reader.read_chunk()
+        assert "bridge_query_threads_active 1" in http(b.admin + "/metrics")[1]
+        reader.cancel()
+        wait_until(lambda: "bridge_query_threads_active 0" in http(b.admin + "/metrics")[1], timeout=1,
+                   what="the cancelled query to stop within 1 s")
+        wait_until(lambda: "bridge_queries_running 0" in http(b.admin + "/metrics")[1], timeout=1,
+                   what="the slot to be released")
+        # No leaked slot: with a single slot and no queue, the next query runs at once.
+        assert b.get({"query": "p90", "dataset": "yellow", "output": "summary"}).num_rows == 1
+        text = http(b.admin + "/metrics")[1]
+        assert metric(text, "bridge_requests_total", rpc="DoGet", kind="scan", code="Cancelled") == 1
+    finally:
+        b.stop()

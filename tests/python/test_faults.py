@@ -1,0 +1,110 @@
+"""Faults: mangled Parquet files, and an S3 server behind a proxy that sheds load."""
+import http.client
+import http.server
+import random
+import threading
+
+import pyarrow.parquet as pq
+import pytest
+
+from conftest import Bridge, generate, s3_args, s3_client
+
+
+def test_200_mutated_and_truncated_parquet_files_never_crash_bridge(tmp_path):
+    src = generate(tmp_path / "src", ["2024-03"], rows=5_000)[0]
+    data = src.read_bytes()
+    out = tmp_path / "mangled"
+    out.mkdir()
+    rng = random.Random(11)
+    for i in range(200):
+        b = bytearray(data)
+        if i % 2:
+            b = b[: rng.randrange(0, len(b))]  # truncated
+        else:
+            for _ in range(rng.randrange(1, 20)):  # bytes flipped anywhere, footer included
+                at = rng.randrange(len(b))
+                b[at] ^= 1 << rng.randrange(8)
+        (out / f"m{i:03d}.parquet").write_bytes(bytes(b))
+    (out / "zz_good.parquet").write_bytes(data)
+    b = Bridge([f"yellow={out}/*.parquet"], tmp_path / "cache")
+    try:
+        st = b.status()
+        assert b.proc.poll() is None, "Bridge must survive every file"
+        assert len(st["files"]) + len(st["quarantined"]) == 201
+        assert all(q["reason"] for q in st["quarantined"])
+        assert len(st["quarantined"]) >= 100, "every truncated file at least must be refused"
+        assert "zz_good.parquet" in {f["key"] for f in st["files"]}
+        # Whatever was accepted is served consistently: the row count is the manifest's.
+        n = b.get({"query": "sql", "sql": "SELECT count(*) AS n FROM yellow"})["n"][0].as_py()
+        assert n == sum(f["rows"] for f in st["files"])
+        assert b.get({"query": "scan", "dataset": "yellow", "columns": ["trip_distance"]}).num_rows == n
+    finally:
+        b.stop()
+
+
+class Shedding(http.server.ThreadingHTTPServer):
+    """An HTTP proxy to `upstream` that answers 503 SlowDown to a share of requests."""
+
+    daemon_threads = True
+
+    def __init__(self, upstream, share, seed=5):
+        self.upstream, self.share, self.rng, self.shed = upstream, share, random.Random(seed), 0
+        super().__init__(("127.0.0.1", 0), ProxyHandler)
+
+
+class ProxyHandler(http.server.BaseHTTPRequestHandler):
+    protocol_version = "HTTP/1.1"
+
+    def log_message(self, *args):
+        pass
+
+    def _any(self):
+        body = self.rfile.read(int(self.headers.get("Content-Length", 0) or 0))
+        if self.server.rng.random() < self.server.share:
+            self.server.shed += 1
+            msg = b"<Error><Code>SlowDown</Code><Message>Please reduce your request rate.</Message></Error>"
+            self.send_response(503)
+            self.send_header("Content-Type", "application/xml")
+            self.send_header("Content-Length", str(len(msg)))
+            self.end_headers()
+            self.wfile.write(msg)
+            return
+        host, port = self.server.upstream
+        conn = http.client.HTTPConnection(host, port, timeout=30)
+        conn.request(self.command, self.path, body=body, headers=dict(self.headers))
+        r = conn.getresponse()
+        payload = r.read()
+        self.send_response(r.status)
+        for k, v in r.getheaders():
+            if k.lower() not in ("transfer-encoding", "connection", "content-length"):
+                self.send_header(k, v)
+        self.send_header("Content-Length", str(len(payload)))
+        self.end_headers()
+        if self.command != "HEAD":
+            self.wfile.write(payload)
+
+    do_GET = do_PUT = do_POST = do_HEAD = do_DELETE = _any
+
+
+def test_s3_shedding_20_percent_of_requests_is_absorbed_by_retries(moto, tmp_path):
+    files = generate(tmp_path / "d", ["2024-01", "2024-02", "2024-03"], rows=30_000)
+    s3 = s3_client(moto.endpoint)
+    s3.create_bucket(Bucket="shedding")
+    for f in files:
+        s3.upload_file(str(f), "shedding", f"t/{f.name}")
+    host, port = moto.endpoint.removeprefix("http://").split(":")
+    proxy = Shedding((host, int(port)), share=0.2)
+    threading.Thread(target=proxy.serve_forever, daemon=True).start()
+    endpoint = f"http://127.0.0.1:{proxy.server_address[1]}"
+    b = Bridge(["yellow=s3://shedding/t/*.parquet"], tmp_path / "cache", s3_args(endpoint))
+    try:
+        for _ in range(5):
+            b.action("refresh")  # more listings through the proxy, each may be shed
+        st = b.status()
+        assert len(st["files"]) == 3 and not st["quarantined"], st
+        want = sum(pq.ParquetFile(f).metadata.num_rows for f in files)
+        assert b.get({"query": "sql", "sql": "SELECT count(*) AS n FROM yellow"})["n"][0].as_py() == want
+        assert proxy.shed > 0, "the proxy must actually have shed requests"
+    finally:
+        b.stop()
+        proxy.shutdown()
