@@ -7,7 +7,7 @@ BIN := target/release/bridge
 ROWS ?= 3000000
 MONTH ?= 2024-01
 
-.PHONY: run test build libduckdb venv data bench lint clean
+.PHONY: run test build libduckdb venv data bench load lint clean
 
 libduckdb: $(DUCKDB_LIB_DIR)/libduckdb.so
 $(DUCKDB_LIB_DIR)/libduckdb.so:
@@ -38,6 +38,10 @@ test: libduckdb venv
 bench: build venv
 	cargo bench --bench do_get
 	BRIDGE_BIN=$(CURDIR)/$(BIN) $(PY) benches/e2e.py
+
+# The long load run (the CI-sized one is part of `make test`).
+load: build venv
+	LOAD_CLIENTS=512 LOAD_SECONDS=300 BRIDGE_BIN=$(CURDIR)/$(BIN) $(PY) -m pytest -q -s tests/python/test_load.py
 
 lint: libduckdb
 	cargo fmt --check
