@@ -150,6 +150,12 @@ pub struct S3Options {
     /// Send unsigned requests (public buckets).
     #[arg(long = "s3-anonymous", env = "BRIDGE_S3_ANONYMOUS")]
     pub anonymous: bool,
+    /// Timeout of one object-store request (default: object_store's, 30 s).
+    #[arg(long = "s3-timeout", env = "BRIDGE_S3_TIMEOUT", value_parser = parse_duration)]
+    pub request_timeout: Option<Duration>,
+    /// Total time object_store may spend retrying one request (default 20 s).
+    #[arg(long = "s3-retry-timeout", env = "BRIDGE_S3_RETRY_TIMEOUT", value_parser = parse_duration)]
+    pub retry_timeout: Option<Duration>,
 }
 
 impl Default for Config {

@@ -8,7 +8,7 @@ use std::{path::PathBuf, sync::Arc, time::Duration};
 
 use futures::TryStreamExt;
 use globset::{GlobBuilder, GlobMatcher};
-use object_store::{aws::AmazonS3Builder, local::LocalFileSystem, path::Path, ObjectStore, RetryConfig};
+use object_store::{aws::AmazonS3Builder, local::LocalFileSystem, path::Path, ClientOptions, ObjectStore, RetryConfig};
 
 use crate::{
     config::S3Options,
@@ -58,15 +58,28 @@ fn matcher(pattern: &str) -> Result<GlobMatcher> {
         .map_err(|e| Error::invalid(format!("bad glob {pattern:?}: {e}")))
 }
 
-fn retry() -> RetryConfig {
-    RetryConfig { max_retries: 5, retry_timeout: Duration::from_secs(20), ..Default::default() }
+/// object_store's own retry (exponential backoff with jitter), bounded in count and total time.
+fn retry(s3: &S3Options) -> RetryConfig {
+    let budget = s3.retry_timeout.unwrap_or(Duration::from_secs(20));
+    RetryConfig { max_retries: 5, retry_timeout: budget, ..Default::default() }
+}
+
+fn client_options(s3: &S3Options) -> ClientOptions {
+    let mut o = ClientOptions::new().with_allow_http(s3.allow_http);
+    if let Some(t) = s3.request_timeout {
+        o = o.with_timeout(t).with_connect_timeout(t.min(Duration::from_secs(5)));
+    }
+    o
 }
 
 impl Location {
     pub fn parse(url: &str, s3: &S3Options) -> Result<Self> {
         if let Some(rest) = url.strip_prefix("s3://") {
             let (bucket, key_glob) = rest.split_once('/').unwrap_or((rest, ""));
-            let mut b = AmazonS3Builder::from_env().with_bucket_name(bucket).with_retry(retry());
+            let mut b = AmazonS3Builder::from_env()
+                .with_bucket_name(bucket)
+                .with_retry(retry(s3))
+                .with_client_options(client_options(s3));
             if let Some(e) = &s3.endpoint {
                 b = b.with_endpoint(e);
             }

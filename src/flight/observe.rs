@@ -17,6 +17,17 @@ use tonic::{Code, Status};
 use super::BoxStream;
 use crate::metrics;
 
+/// Records a non-streaming RPC (or a streaming one that failed before streaming).
+pub fn counted<T>(rpc: &str, started: Instant, result: Result<T, Status>) -> Result<T, Status> {
+    let code = match &result {
+        Ok(_) => Code::Ok,
+        Err(s) => s.code(),
+    };
+    metrics::REQUESTS.with_label_values(&[rpc, "", &format!("{code:?}")]).inc();
+    metrics::LATENCY.with_label_values(&[rpc, ""]).observe(started.elapsed().as_secs_f64());
+    result
+}
+
 /// The request's id: the client's `x-request-id` when it sent a sane one, else a new one. It
 /// comes back in the response headers and is in the query's log line.
 pub fn request_id(md: &tonic::metadata::MetadataMap) -> String {

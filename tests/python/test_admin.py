@@ -52,6 +52,10 @@ def test_metrics_health_and_readiness(data_dir, tmp_path):
         assert metric(text, "bridge_manifest_version", dataset="yellow") == b.status()["manifest_version"]
         assert metric(text, "bridge_dataset_files", dataset="yellow") == len(list(data_dir.glob("*.parquet")))
         assert "bridge_queries_running 0" in text
+        list(b.client.list_flights())
+        text = http(b.admin + "/metrics")[1]
+        assert metric(text, "bridge_requests_total", rpc="ListFlights", code="Ok") >= 1
+        assert metric(text, "bridge_request_seconds_count", rpc="ListFlights") >= 1
     finally:
         b.stop()
 

@@ -1,13 +1,17 @@
 """Faults: mangled Parquet files, and an S3 server behind a proxy that sheds load."""
 import http.client
 import http.server
+import json
 import random
+import socket
 import threading
+import time
 
+import pyarrow.flight as flight
 import pyarrow.parquet as pq
 import pytest
 
-from conftest import Bridge, generate, s3_args, s3_client
+from conftest import Bridge, generate, s3_args, s3_client, start_moto, wait_until
 
 
 def test_200_mutated_and_truncated_parquet_files_never_crash_bridge(tmp_path):
@@ -108,3 +112,63 @@ def test_s3_shedding_20_percent_of_requests_is_absorbed_by_retries(moto, tmp_pat
     finally:
         b.stop()
         proxy.shutdown()
+
+
+def test_a_black_holed_store_fails_within_bounded_time(tmp_path):
+    """Connections are accepted and never answered: listing gives up within its timeouts."""
+    hole = socket.socket()
+    hole.bind(("127.0.0.1", 0))
+    hole.listen(64)
+    held = []
+    stop = threading.Event()
+
+    def swallow():
+        hole.settimeout(0.2)
+        while not stop.is_set():
+            try:
+                held.append(hole.accept()[0])
+            except OSError:
+                pass
+
+    threading.Thread(target=swallow, daemon=True).start()
+    endpoint = f"http://127.0.0.1:{hole.getsockname()[1]}"
+    started = time.monotonic()
+    b = Bridge(["yellow=s3://void/t/*.parquet"], tmp_path / "cache",
+               [*s3_args(endpoint), "--s3-timeout", "1s", "--s3-retry-timeout", "2s"])
+    try:
+        assert time.monotonic() - started < 30, "startup must not hang on a dead store"
+        assert held, "Bridge did connect to the black hole"
+        with pytest.raises(flight.FlightUnavailableError):
+            b.get({"query": "p90", "dataset": "yellow"})
+        t0 = time.monotonic()
+        with pytest.raises(flight.FlightUnavailableError):
+            b.action("refresh")
+        assert time.monotonic() - t0 < 15
+        assert b.status()["last_error"]
+    finally:
+        b.stop()
+        stop.set()
+        hole.close()
+
+
+def test_killing_s3_mid_scan_does_not_break_the_stream(tmp_path):
+    """Answers come from the local store: a scan in flight completes while S3 dies, and Bridge
+    reports the outage in status."""
+    files = generate(tmp_path / "d", ["2024-01", "2024-02"], rows=60_000)
+    moto = start_moto()
+    s3 = s3_client(moto.endpoint)
+    s3.create_bucket(Bucket="midscan")
+    for f in files:
+        s3.upload_file(str(f), "midscan", f"t/{f.name}")
+    b = Bridge(["yellow=s3://midscan/t/*.parquet"], tmp_path / "cache",
+               [*s3_args(moto.endpoint), "--refresh-interval", "200ms", "--s3-timeout", "1s", "--s3-retry-timeout", "2s"])
+    try:
+        reader = b.client.do_get(flight.Ticket(json.dumps({"query": "scan", "dataset": "yellow"}).encode()))
+        first = reader.read_chunk().data.num_rows
+        moto.stop()
+        rest = reader.read_all().num_rows
+        assert first + rest == sum(pq.ParquetFile(f).metadata.num_rows for f in files)
+        wait_until(lambda: b.status()["last_error"], timeout=30, what="status to report the dead store")
+    finally:
+        b.stop()
+        moto.stop()
