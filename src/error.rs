@@ -28,6 +28,9 @@ pub enum Error {
     /// A query ran out of memory or another resource limit.
     #[error("{0}")]
     ResourceExhausted(String),
+    /// The query ran past its deadline and was stopped.
+    #[error("the query ran past its deadline (--query-timeout or the client's timeout) and was stopped")]
+    DeadlineExceeded,
     /// The query was cancelled (client went away or an interrupt).
     #[error("query cancelled")]
     Cancelled,
@@ -98,6 +101,7 @@ impl From<Error> for Status {
             Error::NotReady(m) => Status::new(Code::Unavailable, m),
             Error::ResourceExhausted(m) => Status::new(Code::ResourceExhausted, m),
             Error::Cancelled => Status::new(Code::Cancelled, "query cancelled"),
+            Error::DeadlineExceeded => Status::new(Code::DeadlineExceeded, Error::DeadlineExceeded.to_string()),
             Error::Internal(m) => {
                 tracing::error!(error = %m, "internal error");
                 Status::new(Code::Internal, "internal error; see the server log")

@@ -89,6 +89,44 @@ impl Admission {
     }
 }
 
+/// Holds a query's slot and its result stream until the stream ends or the deadline passes,
+/// whichever comes first. At the deadline a timer — not the client, which may have stopped
+/// reading — drops the stream (so the query's producer stops and DuckDB is interrupted) and frees
+/// the slot; the next poll then yields `expired()`.
+pub fn guard<S>(
+    stream: S,
+    slot: Slot,
+    deadline: tokio::time::Instant,
+    expired: impl Fn() -> S::Item + Send + 'static,
+) -> impl futures::Stream<Item = S::Item> + Send
+where
+    S: futures::Stream + Unpin + Send + 'static,
+    S::Item: Send,
+{
+    use futures::StreamExt;
+    let (ended_tx, ended_rx) = tokio::sync::oneshot::channel::<()>();
+    let shared = Arc::new(std::sync::Mutex::new(Some((stream, slot, ended_tx))));
+    let weak = Arc::downgrade(&shared);
+    tokio::spawn(async move {
+        tokio::select! {
+            _ = tokio::time::sleep_until(deadline) => {
+                if let Some(s) = weak.upgrade() {
+                    let taken = s.lock().map(|mut g| g.take()).ok().flatten();
+                    drop(taken);
+                }
+            }
+            _ = ended_rx => {}
+        }
+    });
+    futures::stream::poll_fn(move |cx| {
+        let Ok(mut g) = shared.lock() else { return std::task::Poll::Ready(None) };
+        match g.as_mut() {
+            Some((stream, _, _)) => stream.poll_next_unpin(cx),
+            None => std::task::Poll::Ready(Some(expired())),
+        }
+    })
+}
+
 /// `grpc-timeout` values: digits and a unit (H, M, S, m, u, n).
 fn parse_grpc_timeout(v: &str) -> Option<Duration> {
     let (digits, unit) = v.split_at(v.len().checked_sub(1)?);
@@ -136,6 +174,27 @@ mod tests {
         let started = std::time::Instant::now();
         assert_eq!(a.admit().await.expect_err("queue full").code(), tonic::Code::Unavailable);
         assert!(started.elapsed() < Duration::from_millis(40), "refused without waiting");
+    }
+
+    #[tokio::test]
+    async fn the_guard_drops_a_stalled_stream_and_frees_its_slot_at_the_deadline() {
+        use futures::StreamExt;
+        let a = Admission::new(limits(1, 0));
+        let (tx, rx) = tokio::sync::mpsc::channel::<u32>(1);
+        let deadline = tokio::time::Instant::now() + Duration::from_millis(100);
+        let mut s = Box::pin(guard(
+            tokio_stream::wrappers::ReceiverStream::new(rx),
+            a.admit().await.expect("slot"),
+            deadline,
+            || 0,
+        ));
+        tx.send(7).await.expect("send");
+        assert_eq!(s.next().await, Some(7));
+        // The consumer stalls; at the deadline the producer sees its receiver gone...
+        tx.closed().await;
+        // ...the slot is free again, and the next poll reports the deadline.
+        assert!(a.admit().await.is_ok());
+        assert_eq!(s.next().await, Some(0));
     }
 
     #[test]

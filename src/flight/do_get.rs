@@ -36,9 +36,9 @@ pub async fn do_get(
         Err(_) => Err(Status::deadline_exceeded("the query did not start before its deadline")),
     }
     .inspect_err(|s| count_refusal(kind, s))?;
-    let obs = Observed::start(kind, request_id, slot, peer, query.schema.metadata().clone());
+    let obs = Observed::start(kind, request_id, peer, query.schema.metadata().clone());
     let rows = obs.rows();
-    Ok(observe(encode(query, rows), obs, bounds))
+    Ok(observe(encode(query, rows, slot, bounds.deadline), obs, bounds))
 }
 
 /// A request that failed before streaming.

@@ -9,12 +9,20 @@ use arrow_flight::{encode::FlightDataEncoderBuilder, error::FlightError, FlightD
 use futures::{StreamExt, TryStreamExt};
 use tonic::Status;
 
-use super::BoxStream;
-use crate::engine::QueryStream;
+use tokio::time::Instant;
 
-/// Encodes a running query as a Flight data stream, adding the rows sent to `rows`.
-pub fn encode(query: QueryStream, rows: Arc<AtomicU64>) -> BoxStream<FlightData> {
-    let batches = query.batches.map(move |r| match r {
+use super::BoxStream;
+use crate::{
+    engine::QueryStream,
+    error::Error,
+    limits::{self, Slot},
+};
+
+/// Encodes a running query as a Flight data stream, adding the rows sent to `rows`. The query
+/// holds `slot` until it ends or `deadline` passes (see [`limits::guard`]).
+pub fn encode(query: QueryStream, rows: Arc<AtomicU64>, slot: Slot, deadline: Instant) -> BoxStream<FlightData> {
+    let expired = || Err(Error::DeadlineExceeded);
+    let batches = limits::guard(query.batches, slot, deadline, expired).map(move |r| match r {
         Ok(b) => {
             rows.fetch_add(b.num_rows() as u64, Ordering::Relaxed);
             Ok(b)

@@ -41,8 +41,6 @@ pub fn request_id(md: &tonic::metadata::MetadataMap) -> String {
 pub struct Observed {
     pub kind: &'static str,
     pub request_id: String,
-    /// The admission slot, held until the answer ends.
-    slot: Option<crate::limits::Slot>,
     pub peer: Option<SocketAddr>,
     pub metadata: HashMap<String, String>,
     started: Instant,
@@ -55,7 +53,6 @@ impl Observed {
     pub fn start(
         kind: &'static str,
         request_id: String,
-        slot: crate::limits::Slot,
         peer: Option<SocketAddr>,
         metadata: HashMap<String, String>,
     ) -> Self {
@@ -63,7 +60,6 @@ impl Observed {
         Observed {
             kind,
             request_id,
-            slot: Some(slot),
             peer,
             metadata,
             started: Instant::now(),
@@ -81,7 +77,6 @@ impl Observed {
 
 impl Drop for Observed {
     fn drop(&mut self) {
-        self.slot.take();
         metrics::RUNNING.dec();
         // No code: the client went away before the end.
         let code = self.code.unwrap_or(Code::Cancelled);

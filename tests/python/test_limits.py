@@ -146,3 +146,26 @@ def test_client_cancel_stops_the_query_and_frees_its_slot(data_dir, tmp_path):
         assert metric(text, "bridge_requests_total", rpc="DoGet", kind="scan", code="Cancelled") == 1
     finally:
         b.stop()
+
+
+def test_a_stalled_client_loses_its_slot_and_its_query_at_the_deadline(data_dir, tmp_path):
+    b = Bridge([f"yellow={data_dir}/*.parquet"], tmp_path / "cache",
+               ["--query-timeout", "1s", "--max-running-queries", "1", "--max-queued-queries", "0"], admin=True)
+    try:
+        stalled = b.client.do_get(SCAN)
+        stalled.read_chunk()  # ...and then stops reading, holding the stream open
+        assert "bridge_query_threads_active 1" in http(b.admin + "/metrics")[1]
+
+        def summary():
+            try:
+                return b.get({"query": "p90", "dataset": "yellow", "output": "summary"}).num_rows == 1
+            except flight.FlightUnavailableError:
+                return False
+
+        wait_until(summary, timeout=10, what="the slot to be freed by the deadline, not by the client")
+        wait_until(lambda: "bridge_query_threads_active 0" in http(b.admin + "/metrics")[1], timeout=2,
+                   what="the stalled query's producer to stop")
+        with pytest.raises(flight.FlightTimedOutError, match="deadline"):
+            stalled.read_all()
+    finally:
+        b.stop()
