@@ -14,6 +14,7 @@ pub struct Fixture {
     pub client: FlightClient,
     /// The connection, for other gRPC services on the same port.
     pub channel: tonic::transport::Channel,
+    pub addr: std::net::SocketAddr,
     stop: Option<oneshot::Sender<()>>,
     server: Option<JoinHandle<()>>,
 }
@@ -61,6 +62,7 @@ impl Fixture {
             data,
             client: FlightClient::new(channel.clone()),
             channel,
+            addr,
             stop: Some(stop),
             server: Some(server),
         }

@@ -3,6 +3,7 @@
 //! computation over the same Parquet files (plain Rust over arrow arrays, no DuckDB).
 
 mod common;
+mod connections;
 mod errors;
 mod flights;
 mod queries;
