@@ -6,9 +6,9 @@ use arrow_flight::{FlightData, Ticket};
 use tonic::{metadata::MetadataMap, Status};
 
 use super::{
-    encode::encode,
+    encode::{encode, encode_batch},
     observe::{observe, Bounds, Observed},
-    ticket, BoxStream,
+    sql, ticket, BoxStream,
 };
 use crate::{metrics, queries, state::AppState};
 
@@ -19,7 +19,13 @@ pub async fn do_get(
     peer: Option<SocketAddr>,
     request_id: String,
 ) -> Result<BoxStream<FlightData>, Status> {
-    let ticket = ticket::try_decode(&t.ticket).map_err(Status::from).inspect_err(|s| count_refusal("invalid", s))?;
+    let ticket = match sql::command(&t.ticket) {
+        Some(cmd) => match sql::answer(state, cmd).inspect_err(|s| count_refusal("flight_sql", s))? {
+            sql::Answer::Statement(statement) => statement,
+            sql::Answer::Batch(batch) => return Ok(encode_batch(batch)),
+        },
+        None => ticket::try_decode(&t.ticket).map_err(Status::from).inspect_err(|s| count_refusal("invalid", s))?,
+    };
     let kind = queries::kind(&ticket);
     let admission = state.admission();
     let slot = admission.admit().await.inspect_err(|s| count_refusal(kind, s))?;

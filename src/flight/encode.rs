@@ -9,6 +9,7 @@ use arrow_flight::{encode::FlightDataEncoderBuilder, error::FlightError, FlightD
 use futures::{StreamExt, TryStreamExt};
 use tonic::Status;
 
+use arrow::record_batch::RecordBatch;
 use tokio::time::Instant;
 
 use super::BoxStream;
@@ -38,4 +39,13 @@ pub fn encode(query: QueryStream, rows: Arc<AtomicU64>, slot: Slot, deadline: In
             other => Status::internal(other.to_string()),
         });
     stream.boxed()
+}
+
+/// Encodes one ready batch (a Flight SQL metadata answer).
+pub fn encode_batch(batch: RecordBatch) -> BoxStream<FlightData> {
+    FlightDataEncoderBuilder::new()
+        .with_schema(batch.schema())
+        .build(futures::stream::iter([Ok(batch)]))
+        .map_err(|e| Status::internal(e.to_string()))
+        .boxed()
 }

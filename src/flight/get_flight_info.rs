@@ -8,7 +8,7 @@ use arrow_flight::{
 };
 use tonic::Status;
 
-use super::ticket;
+use super::{sql, ticket};
 use crate::{error::Error, queries, state::AppState};
 
 fn command(desc: &FlightDescriptor) -> Result<crate::proto::Ticket, Status> {
@@ -29,6 +29,9 @@ pub async fn schema_of(state: &AppState, t: crate::proto::Ticket) -> Result<Sche
 }
 
 pub async fn get_flight_info(state: &AppState, desc: FlightDescriptor) -> Result<FlightInfo, Status> {
+    if let Some(cmd) = sql::command(&desc.cmd).filter(|_| desc.r#type() == DescriptorType::Cmd) {
+        return sql::flight_info(state, cmd, desc).await;
+    }
     let t = command(&desc)?;
     let schema = schema_of(state, t.clone()).await?;
     let endpoint = FlightEndpoint::new().with_ticket(FlightTicket::new(ticket::encode(&t)));
@@ -39,6 +42,9 @@ pub async fn get_flight_info(state: &AppState, desc: FlightDescriptor) -> Result
 }
 
 pub async fn get_schema(state: &AppState, desc: FlightDescriptor) -> Result<SchemaResult, Status> {
+    if let Some(cmd) = sql::command(&desc.cmd).filter(|_| desc.r#type() == DescriptorType::Cmd) {
+        return sql::schema(state, cmd).await;
+    }
     let t = command(&desc)?;
     let schema = schema_of(state, t).await?;
     SchemaAsIpc::new(&schema, &IpcWriteOptions::default())

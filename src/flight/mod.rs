@@ -7,6 +7,7 @@ mod encode;
 mod get_flight_info;
 mod list_flights;
 mod observe;
+pub mod sql;
 pub mod ticket;
 
 use std::pin::Pin;

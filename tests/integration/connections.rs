@@ -24,6 +24,12 @@ async fn a_connection_gets_at_most_128_concurrent_streams() {
     let (client, conn) = h2::client::handshake(tcp).await.expect("h2 handshake");
     tokio::spawn(conn);
     let mut client = client.ready().await.expect("ready");
+    // One complete call first: once it is answered, the server's SETTINGS (sent before anything
+    // else) have been applied, so the client knows the stream limit.
+    let (warmup, mut body) = client.send_request(list_actions(fx.addr), false).expect("warm-up");
+    body.send_data(bytes::Bytes::from_static(&[0, 0, 0, 0, 0]), true).expect("message");
+    warmup.await.expect("warm-up answered");
+    let mut client = client.ready().await.expect("ready");
     let mut open = Vec::new();
     for _ in 0..128 {
         // Requests whose bodies never end: each holds a stream.

@@ -1,0 +1,196 @@
+//! Flight SQL on the same port, dispatched from Bridge's own `FlightService` (arrow-flight's
+//! `FlightSqlService` would route Bridge's plain JSON/protobuf tickets to a fallback and answer
+//! GetSchema as unimplemented). Commands arrive as protobuf `Any` in CMD descriptors and tickets;
+//! everything is stateless: a statement's ticket carries the statement itself.
+//!
+//! Datasets appear as tables `store.main.<dataset>` (DuckDB's own names, so generated SQL runs).
+
+use arrow::{datatypes::SchemaRef, ipc::writer::IpcWriteOptions, record_batch::RecordBatch};
+use arrow_flight::{
+    sql::{
+        metadata::{GetTablesBuilder, SqlInfoData, SqlInfoDataBuilder},
+        Any, Command, ProstMessageExt, SqlInfo, TicketStatementQuery,
+    },
+    FlightDescriptor, FlightEndpoint, FlightInfo, SchemaAsIpc, SchemaResult, Ticket as FlightTicket,
+};
+use prost::Message;
+use tonic::Status;
+
+use crate::{
+    error::Error,
+    proto::{ticket::Query, Sql, Ticket},
+    state::AppState,
+};
+
+/// DuckDB's names for the database and schema that hold the dataset views.
+pub const CATALOG: &str = "store";
+pub const SCHEMA: &str = "main";
+const TABLE_TYPE: &str = "VIEW";
+
+/// A Flight SQL command in descriptor or ticket bytes; None for Bridge's own tickets.
+pub fn command(bytes: &[u8]) -> Option<Command> {
+    if bytes.first() == Some(&b'{') {
+        return None;
+    }
+    let any = Any::decode(bytes).ok()?;
+    if !any.type_url.starts_with("type.googleapis.com/arrow.flight.protocol.sql.") {
+        return None;
+    }
+    Command::try_from(any).ok()
+}
+
+/// What a command's DoGet runs: a SQL statement (through the normal query path) or a metadata
+/// batch built here.
+pub enum Answer {
+    Statement(Ticket),
+    Batch(RecordBatch),
+}
+
+fn read_only(what: &str) -> Status {
+    Status::invalid_argument(format!("{what} is refused: Bridge is read-only (send a SELECT)"))
+}
+
+fn statement(sql: String) -> Ticket {
+    Ticket { query: Some(Query::Sql(Sql { sql })) }
+}
+
+fn sql_info() -> Result<SqlInfoData, Status> {
+    let mut b = SqlInfoDataBuilder::new();
+    b.append(SqlInfo::FlightSqlServerName, "Bridge");
+    b.append(SqlInfo::FlightSqlServerVersion, env!("CARGO_PKG_VERSION"));
+    b.append(SqlInfo::FlightSqlServerArrowVersion, "58");
+    b.append(SqlInfo::FlightSqlServerReadOnly, true);
+    b.append(SqlInfo::FlightSqlServerSql, true);
+    b.append(SqlInfo::FlightSqlServerSubstrait, false);
+    b.append(SqlInfo::FlightSqlServerTransaction, 0i32); // SQL_SUPPORTED_TRANSACTION_NONE
+    b.append(SqlInfo::FlightSqlServerCancel, false);
+    b.append(SqlInfo::SqlDdlCatalog, false);
+    b.append(SqlInfo::SqlDdlSchema, false);
+    b.append(SqlInfo::SqlDdlTable, false);
+    b.append(SqlInfo::SqlIdentifierQuoteChar, "\"");
+    b.append(SqlInfo::SqlSupportedGrammar, 1i32 << 1); // SQL_CORE_GRAMMAR
+    b.build().map_err(|e| Status::internal(e.to_string()))
+}
+
+/// The datasets as (name, schema), for GetTables.
+fn tables(state: &AppState) -> Vec<(String, SchemaRef)> {
+    state.catalog().datasets().map(|d| (d.name.clone(), d.snapshot().schema.clone())).collect()
+}
+
+fn internal(e: impl std::fmt::Display) -> Status {
+    Status::internal(e.to_string())
+}
+
+/// Plans a command far enough to answer it.
+pub fn answer(state: &AppState, cmd: Command) -> Result<Answer, Status> {
+    Ok(match cmd {
+        Command::CommandStatementQuery(q) => Answer::Statement(statement(q.query)),
+        Command::TicketStatementQuery(t) => {
+            let sql = String::from_utf8(t.statement_handle.to_vec())
+                .map_err(|_| Error::invalid("statement handle is not UTF-8 SQL"))?;
+            Answer::Statement(statement(sql))
+        }
+        Command::CommandGetCatalogs(c) => {
+            let mut b = c.into_builder();
+            b.append(CATALOG);
+            Answer::Batch(b.build().map_err(internal)?)
+        }
+        Command::CommandGetDbSchemas(c) => {
+            let mut b = c.into_builder();
+            b.append(CATALOG, SCHEMA);
+            Answer::Batch(b.build().map_err(internal)?)
+        }
+        Command::CommandGetTables(c) => {
+            let mut b: GetTablesBuilder = c.into_builder();
+            for (name, schema) in tables(state) {
+                b.append(CATALOG, SCHEMA, name, TABLE_TYPE, &schema).map_err(internal)?;
+            }
+            Answer::Batch(b.build().map_err(internal)?)
+        }
+        Command::CommandGetTableTypes(c) => {
+            let mut b = c.into_builder();
+            b.append(TABLE_TYPE);
+            Answer::Batch(b.build().map_err(internal)?)
+        }
+        Command::CommandGetSqlInfo(c) => Answer::Batch(c.into_builder(&sql_info()?).build().map_err(internal)?),
+        Command::CommandGetPrimaryKeys(_)
+        | Command::CommandGetImportedKeys(_)
+        | Command::CommandGetExportedKeys(_)
+        | Command::CommandGetCrossReference(_) => {
+            // Views have no keys: the right schema, no rows.
+            let schema = key_schema();
+            Answer::Batch(RecordBatch::new_empty(schema))
+        }
+        Command::CommandStatementUpdate(_)
+        | Command::CommandStatementIngest(_)
+        | Command::CommandPreparedStatementUpdate(_)
+        | Command::CommandStatementSubstraitPlan(_) => return Err(read_only("this command")),
+        other => return Err(Status::unimplemented(format!("Flight SQL {} is not supported", other.type_url()))),
+    })
+}
+
+/// The schema of CommandGetPrimaryKeys / Imported / Exported keys results.
+fn key_schema() -> SchemaRef {
+    use arrow::datatypes::{DataType, Field, Schema};
+    std::sync::Arc::new(Schema::new(vec![
+        Field::new("pk_catalog_name", DataType::Utf8, true),
+        Field::new("pk_db_schema_name", DataType::Utf8, true),
+        Field::new("pk_table_name", DataType::Utf8, false),
+        Field::new("pk_column_name", DataType::Utf8, false),
+        Field::new("fk_catalog_name", DataType::Utf8, true),
+        Field::new("fk_db_schema_name", DataType::Utf8, true),
+        Field::new("fk_table_name", DataType::Utf8, false),
+        Field::new("fk_column_name", DataType::Utf8, false),
+        Field::new("key_sequence", DataType::Int32, false),
+        Field::new("fk_key_name", DataType::Utf8, true),
+        Field::new("pk_key_name", DataType::Utf8, true),
+        Field::new("update_rule", DataType::UInt8, false),
+        Field::new("delete_rule", DataType::UInt8, false),
+    ]))
+}
+
+/// GetFlightInfo / GetSchema for a command: its schema and one endpoint whose ticket is the
+/// statement (or the command) itself.
+pub async fn flight_info(state: &AppState, cmd: Command, desc: FlightDescriptor) -> Result<FlightInfo, Status> {
+    let ticket = match &cmd {
+        Command::CommandStatementQuery(q) => {
+            TicketStatementQuery { statement_handle: q.query.clone().into_bytes().into() }.as_any().encode_to_vec()
+        }
+        other => other.clone().into_any().encode_to_vec(),
+    };
+    let schema: SchemaRef = match answer(state, cmd)? {
+        Answer::Batch(b) => b.schema(),
+        Answer::Statement(t) => super::get_flight_info::schema_of(state, t).await?,
+    };
+    let endpoint = FlightEndpoint::new().with_ticket(FlightTicket::new(ticket));
+    FlightInfo::new()
+        .try_with_schema(&schema)
+        .map_err(|e| Status::internal(e.to_string()))
+        .map(|info| info.with_endpoint(endpoint).with_descriptor(desc))
+}
+
+pub async fn schema(state: &AppState, cmd: Command) -> Result<SchemaResult, Status> {
+    let schema = match answer(state, cmd)? {
+        Answer::Batch(b) => b.schema(),
+        Answer::Statement(t) => super::get_flight_info::schema_of(state, t).await?,
+    };
+    SchemaAsIpc::new(&schema, &IpcWriteOptions::default())
+        .try_into()
+        .map_err(|e: arrow::error::ArrowError| Status::internal(e.to_string()))
+}
+
+#[cfg(test)]
+mod tests {
+    use arrow_flight::sql::CommandStatementQuery;
+
+    use super::*;
+
+    #[test]
+    fn tells_flight_sql_from_bridge_tickets() {
+        let q = CommandStatementQuery { query: "SELECT 1".into(), transaction_id: None };
+        assert!(matches!(command(&q.as_any().encode_to_vec()), Some(Command::CommandStatementQuery(_))));
+        assert!(command(br#"{"query":"sql","sql":"SELECT 1"}"#).is_none());
+        let own = Ticket { query: Some(Query::Sql(Sql { sql: "SELECT 1".into() })) }.encode_to_vec();
+        assert!(command(&own).is_none());
+    }
+}
