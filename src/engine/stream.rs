@@ -25,9 +25,6 @@ pub type QueryPlan = Box<dyn FnOnce(&Connection) -> Result<PlannedSql> + Send>;
 pub struct PlannedSql {
     pub sql: String,
     pub metadata: HashMap<String, String>,
-    /// Run the whole result into DuckDB's buffer first (faster for small known results) instead
-    /// of fetching lazily.
-    pub materialize: bool,
 }
 
 pub use PlannedSql as Planned;
@@ -118,7 +115,7 @@ fn run(
         Ok(s) => s,
         Err(e) => return drop(schema_tx.send(Err(e.into()))),
     };
-    let schema = if planned.materialize || schema_only {
+    let schema = if schema_only {
         stmt.query_arrow([]).map(|a| a.get_schema())
     } else {
         stmt.stream_arrow([]).map(|a| a.get_schema())

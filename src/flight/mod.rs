@@ -58,8 +58,7 @@ impl FlightService for BridgeFlight {
         &self,
         req: Request<Streaming<HandshakeRequest>>,
     ) -> Result<Response<Self::HandshakeStream>, Status> {
-        let started = std::time::Instant::now();
-        let result = async {
+        observe::counted("Handshake", async {
             let mut response = Response::new(Box::pin(futures::stream::empty()) as Self::HandshakeStream);
             if let Some(auth) = self.state.auth() {
                 let bearer = auth.handshake(req.metadata())?;
@@ -67,50 +66,41 @@ impl FlightService for BridgeFlight {
                 response.metadata_mut().insert("authorization", value);
             }
             Ok(response)
-        }
-        .await;
-        observe::counted("Handshake", started, result)
+        })
+        .await
     }
 
     async fn list_flights(&self, req: Request<Criteria>) -> Result<Response<Self::ListFlightsStream>, Status> {
-        let started = std::time::Instant::now();
-        let result = async {
+        observe::counted("ListFlights", async {
             self.authorize(&req)?;
             let infos = list_flights::list_flights(&self.state).await?;
             Ok(Response::new(Box::pin(futures::stream::iter(infos.into_iter().map(Ok))) as Self::ListFlightsStream))
-        }
-        .await;
-        observe::counted("ListFlights", started, result)
+        })
+        .await
     }
 
     async fn get_flight_info(&self, req: Request<FlightDescriptor>) -> Result<Response<FlightInfo>, Status> {
-        let started = std::time::Instant::now();
-        let result = async {
+        observe::counted("GetFlightInfo", async {
             self.authorize(&req)?;
             Ok(Response::new(get_flight_info::get_flight_info(&self.state, req.into_inner()).await?))
-        }
-        .await;
-        observe::counted("GetFlightInfo", started, result)
+        })
+        .await
     }
 
     async fn poll_flight_info(&self, req: Request<FlightDescriptor>) -> Result<Response<PollInfo>, Status> {
-        let started = std::time::Instant::now();
-        let result = async {
+        observe::counted("PollFlightInfo", async {
             self.authorize(&req)?;
             Err(Status::unimplemented("PollFlightInfo is not supported; use GetFlightInfo (queries start on DoGet)"))
-        }
-        .await;
-        observe::counted("PollFlightInfo", started, result)
+        })
+        .await
     }
 
     async fn get_schema(&self, req: Request<FlightDescriptor>) -> Result<Response<SchemaResult>, Status> {
-        let started = std::time::Instant::now();
-        let result = async {
+        observe::counted("GetSchema", async {
             self.authorize(&req)?;
             Ok(Response::new(get_flight_info::get_schema(&self.state, req.into_inner()).await?))
-        }
-        .await;
-        observe::counted("GetSchema", started, result)
+        })
+        .await
     }
 
     async fn do_get(&self, req: Request<Ticket>) -> Result<Response<Self::DoGetStream>, Status> {
@@ -126,48 +116,40 @@ impl FlightService for BridgeFlight {
     }
 
     async fn do_put(&self, req: Request<Streaming<FlightData>>) -> Result<Response<Self::DoPutStream>, Status> {
-        let started = std::time::Instant::now();
-        let result = async {
+        observe::counted("DoPut", async {
             self.authorize(&req)?;
             Err(unimplemented("DoPut"))
-        }
-        .await;
-        observe::counted("DoPut", started, result)
+        })
+        .await
     }
 
     async fn do_exchange(
         &self,
         req: Request<Streaming<FlightData>>,
     ) -> Result<Response<Self::DoExchangeStream>, Status> {
-        let started = std::time::Instant::now();
-        let result = async {
+        observe::counted("DoExchange", async {
             self.authorize(&req)?;
             Err(unimplemented("DoExchange"))
-        }
-        .await;
-        observe::counted("DoExchange", started, result)
+        })
+        .await
     }
 
     async fn do_action(&self, req: Request<Action>) -> Result<Response<Self::DoActionStream>, Status> {
-        let started = std::time::Instant::now();
-        let result = async {
+        observe::counted("DoAction", async {
             self.authorize(&req)?;
             let body = do_action::do_action(&self.state, req.into_inner()).await?;
             let result = arrow_flight::Result { body: body.into() };
             Ok(Response::new(Box::pin(futures::stream::once(async { Ok(result) })) as Self::DoActionStream))
-        }
-        .await;
-        observe::counted("DoAction", started, result)
+        })
+        .await
     }
 
     async fn list_actions(&self, req: Request<Empty>) -> Result<Response<Self::ListActionsStream>, Status> {
-        let started = std::time::Instant::now();
-        let result = async {
+        observe::counted("ListActions", async {
             self.authorize(&req)?;
             let actions = do_action::list_actions().into_iter().map(Ok);
             Ok(Response::new(Box::pin(futures::stream::iter(actions)) as Self::ListActionsStream))
-        }
-        .await;
-        observe::counted("ListActions", started, result)
+        })
+        .await
     }
 }

@@ -17,8 +17,10 @@ use tonic::{Code, Status};
 use super::BoxStream;
 use crate::metrics;
 
-/// Records a non-streaming RPC (or a streaming one that failed before streaming).
-pub fn counted<T>(rpc: &str, started: Instant, result: Result<T, Status>) -> Result<T, Status> {
+/// Runs an RPC other than DoGet and records its code and latency.
+pub async fn counted<T>(rpc: &str, call: impl std::future::Future<Output = Result<T, Status>>) -> Result<T, Status> {
+    let started = Instant::now();
+    let result = call.await;
     let code = match &result {
         Ok(_) => Code::Ok,
         Err(s) => s.code(),

@@ -45,6 +45,6 @@ pub fn plan(s: Sql, catalog: &Catalog) -> Result<QueryPlan> {
         for d in &datasets {
             committed_manifest_metadata(conn, d, &mut metadata)?;
         }
-        Ok(Planned { sql: s.sql, metadata, materialize: false })
+        Ok(Planned { sql: s.sql, metadata })
     }))
 }

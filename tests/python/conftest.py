@@ -89,6 +89,9 @@ class Bridge(Service):
         return self.action("status", dataset)["datasets"][0]
 
 
+_TICK = threading.Event()  # never set: its wait() is the poll interval
+
+
 def wait_until(condition, timeout=20.0, what="the condition"):
     """Polls `condition` until it returns a truthy value (returned) or fails after `timeout` s."""
     deadline = time.monotonic() + timeout
@@ -98,7 +101,7 @@ def wait_until(condition, timeout=20.0, what="the condition"):
             return value
         if time.monotonic() > deadline:
             raise AssertionError(f"{what} did not hold within {timeout}s")
-        time.sleep(0.02)
+        _TICK.wait(0.02)  # re-check the condition every 20 ms until the deadline
 
 
 def s3_client(endpoint):
