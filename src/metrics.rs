@@ -3,8 +3,8 @@
 use std::sync::LazyLock;
 
 use prometheus::{
-    register_histogram_vec, register_int_counter_vec, register_int_gauge, register_int_gauge_vec, HistogramVec,
-    IntCounterVec, IntGauge, IntGaugeVec,
+    register_histogram_vec, register_int_counter, register_int_counter_vec, register_int_gauge, register_int_gauge_vec,
+    HistogramVec, IntCounter, IntCounterVec, IntGauge, IntGaugeVec,
 };
 
 fn build<T>(r: prometheus::Result<T>) -> T {
@@ -76,7 +76,13 @@ pub fn init() {
     LazyLock::force(&RUNNING);
     LazyLock::force(&QUEUED);
     LazyLock::force(&ACTIVE);
+    LazyLock::force(&CANCELLED);
 }
+
+/// Queries stopped by CancelFlightInfo.
+pub static CANCELLED: LazyLock<IntCounter> = LazyLock::new(|| {
+    build(register_int_counter!("bridge_queries_cancelled_total", "Queries stopped by CancelFlightInfo"))
+});
 
 /// Queries waiting for a slot.
 pub static QUEUED: LazyLock<IntGauge> =

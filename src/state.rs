@@ -10,6 +10,7 @@ use crate::{
     config::Config,
     engine::{Engine, EngineOptions},
     error::{Error, Result},
+    flight::Running,
     limits::Admission,
 };
 
@@ -38,6 +39,7 @@ struct Inner {
     auth: Option<Auth>,
     tls: Option<ServerTlsConfig>,
     batch_rows: usize,
+    running: Running,
 }
 
 impl AppState {
@@ -66,6 +68,7 @@ impl AppState {
             auth: Auth::from_config(config)?,
             tls: tls_config(config)?,
             batch_rows: config.batch_rows,
+            running: Running::default(),
         };
         Ok(AppState { inner: Arc::new(inner) })
     }
@@ -89,5 +92,10 @@ impl AppState {
 
     pub fn batch_rows(&self) -> usize {
         self.inner.batch_rows
+    }
+
+    /// The DoGets in flight, for CancelFlightInfo.
+    pub fn running(&self) -> &Running {
+        &self.inner.running
     }
 }

@@ -7,6 +7,7 @@
 //! `object_store` first.
 
 mod ingest;
+mod macros;
 mod schema;
 mod segments;
 mod stream;
@@ -91,6 +92,7 @@ impl Engine {
             tmp = quote_literal(&tmp.display().to_string()),
             allowed = allowed.join(", "),
         ))?;
+        macros::create(&conn)?;
         Ok(Engine { base: Mutex::new(conn), dir })
     }
 

@@ -10,7 +10,7 @@
 use std::{collections::HashMap, sync::Arc};
 
 use arrow::{compute::BatchCoalescer, datatypes::SchemaRef, record_batch::RecordBatch};
-use duckdb::Connection;
+use duckdb::{params_from_iter, types::Value, Connection, Statement};
 use tokio::sync::{mpsc, oneshot};
 use tokio_stream::wrappers::ReceiverStream;
 
@@ -25,6 +25,9 @@ pub type QueryPlan = Box<dyn FnOnce(&Connection) -> Result<PlannedSql> + Send>;
 pub struct PlannedSql {
     pub sql: String,
     pub metadata: HashMap<String, String>,
+    /// Parameter sets for the statement's `?`s: it runs once per set, results concatenated.
+    /// Empty: it runs once, and must have no parameters.
+    pub params: Vec<Vec<Value>>,
 }
 
 pub use PlannedSql as Planned;
@@ -115,18 +118,61 @@ fn run(
         Ok(s) => s,
         Err(e) => return drop(schema_tx.send(Err(e.into()))),
     };
-    let schema = if schema_only {
-        stmt.query_arrow([]).map(|a| a.get_schema())
-    } else {
-        stmt.stream_arrow([]).map(|a| a.get_schema())
+    let sets = match parameter_sets(&stmt, planned.params, schema_only) {
+        Ok(s) => s,
+        Err(e) => return drop(schema_tx.send(Err(e))),
     };
-    let schema = match schema {
-        Ok(s) => Arc::new(s.as_ref().clone().with_metadata(planned.metadata)),
-        Err(e) => return drop(schema_tx.send(Err(e.into()))),
-    };
-    if schema_tx.send(Ok(schema.clone())).is_err() {
-        return;
+    let mut schema_tx = Some(schema_tx);
+    for set in sets {
+        let stream = if schema_only {
+            stmt.query_arrow(params_from_iter(set)).map(|a| a.get_schema())
+        } else {
+            stmt.stream_arrow(params_from_iter(set)).map(|a| a.get_schema())
+        };
+        let schema = match stream {
+            Ok(s) => Arc::new(s.as_ref().clone().with_metadata(planned.metadata.clone())),
+            Err(e) => {
+                let e = Error::from(e);
+                match schema_tx.take() {
+                    Some(first) => return drop(first.send(Err(e))),
+                    None => return drop(tx.blocking_send(Err(e))),
+                }
+            }
+        };
+        if let Some(first) = schema_tx.take() {
+            if first.send(Ok(schema.clone())).is_err() {
+                return;
+            }
+        }
+        if !forward(&stmt, schema, batch_rows, &tx) {
+            return;
+        }
     }
+}
+
+/// The parameter sets to run: the bound ones (their arity checked), or — for a schema-only
+/// run of a statement whose parameters are not bound yet — one set of NULLs.
+fn parameter_sets(stmt: &Statement<'_>, bound: Vec<Vec<Value>>, schema_only: bool) -> Result<Vec<Vec<Value>>> {
+    let n = stmt.parameter_count();
+    if bound.is_empty() {
+        return match n {
+            0 => Ok(vec![vec![]]),
+            _ if schema_only => Ok(vec![vec![Value::Null; n]]),
+            _ => Err(Error::invalid(format!(
+                "the statement has {n} parameter(s) (?) and none are bound; bind them (Flight SQL prepared \
+                 statement + DoPut) and execute again"
+            ))),
+        };
+    }
+    if let Some(bad) = bound.iter().find(|set| set.len() != n) {
+        return Err(Error::invalid(format!("the statement takes {n} parameter(s) but {} were bound", bad.len())));
+    }
+    Ok(if schema_only { bound.into_iter().take(1).collect() } else { bound })
+}
+
+/// Steps the executing statement and sends its rows in `batch_rows` batches; false when the
+/// client went away or an error was sent.
+fn forward(stmt: &Statement<'_>, schema: SchemaRef, batch_rows: usize, tx: &mpsc::Sender<Result<RecordBatch>>) -> bool {
     let mut coalescer = BatchCoalescer::new(schema.clone(), batch_rows.max(1));
     let send = |batch: RecordBatch| -> bool {
         let batch = batch.with_schema(schema.clone()).map_err(Error::from);
@@ -137,26 +183,27 @@ fn run(
             Ok(Some(chunk)) => {
                 if let Err(e) = coalescer.push_batch(RecordBatch::from(&chunk)) {
                     let _ = tx.blocking_send(Err(e.into()));
-                    return;
+                    return false;
                 }
                 while let Some(batch) = coalescer.next_completed_batch() {
                     if !send(batch) {
-                        return; // the client went away
+                        return false; // the client went away
                     }
                 }
             }
             Ok(None) => break,
             Err(e) => {
                 let _ = tx.blocking_send(Err(e.into()));
-                return;
+                return false;
             }
         }
     }
     if coalescer.finish_buffered_batch().is_ok() {
         while let Some(batch) = coalescer.next_completed_batch() {
             if !send(batch) {
-                return;
+                return false;
             }
         }
     }
+    true
 }

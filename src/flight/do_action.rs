@@ -1,12 +1,12 @@
-//! DoAction and ListActions: `refresh` (re-list now) and `status` (what each dataset holds).
-//!
-//! Both take an optional JSON body `{"dataset": "yellow"}` (all datasets when empty) and answer
-//! one JSON result.
+//! DoAction and ListActions: Bridge's `refresh` (re-list now) and `status` (what each dataset
+//! holds), which take an optional JSON body `{"dataset": "yellow"}` (all datasets when empty) and
+//! answer one JSON result; Flight's `CancelFlightInfo`; and Flight SQL's prepared statements.
 
 use arrow_flight::{Action, ActionType};
 use serde_json::{json, Value};
 use tonic::Status;
 
+use super::sql;
 use crate::{catalog::Dataset, error::Error, state::AppState};
 
 pub fn list_actions() -> Vec<ActionType> {
@@ -16,6 +16,19 @@ pub fn list_actions() -> Vec<ActionType> {
             description: "Re-list the dataset(s) now and ingest what changed. Body: optional {\"dataset\": NAME}. \
                           Returns {\"versions\": {NAME: manifest_version}}."
                 .into(),
+        },
+        ActionType {
+            r#type: "CancelFlightInfo".into(),
+            description: "Cancel the running queries of a FlightInfo's endpoints. Body: CancelFlightInfoRequest."
+                .into(),
+        },
+        ActionType {
+            r#type: "CreatePreparedStatement".into(),
+            description: "Flight SQL: prepare a SELECT. Body: Any(ActionCreatePreparedStatementRequest).".into(),
+        },
+        ActionType {
+            r#type: "ClosePreparedStatement".into(),
+            description: "Flight SQL: close a prepared statement (handles hold no server state).".into(),
         },
         ActionType {
             r#type: "status".into(),
@@ -39,8 +52,17 @@ fn targets<'a>(state: &'a AppState, body: &[u8]) -> Result<Vec<&'a std::sync::Ar
     Ok(vec![state.catalog().dataset(name)?])
 }
 
-pub async fn do_action(state: &AppState, action: Action) -> Result<Vec<u8>, Status> {
+/// The action's results (each one `Result` body).
+pub async fn do_action(state: &AppState, action: Action) -> Result<Vec<Vec<u8>>, Status> {
     let out = match action.r#type.as_str() {
+        "CancelFlightInfo" => return Ok(vec![state.running().cancel_flight_info(&action.body)?]),
+        "CreatePreparedStatement" => return Ok(vec![sql::prepared::create(state, &action.body).await?]),
+        "ClosePreparedStatement" => return sql::prepared::close(&action.body).map(|()| Vec::new()),
+        "BeginTransaction" | "EndTransaction" | "BeginSavepoint" | "EndSavepoint" => {
+            return Err(Status::invalid_argument(
+                "Bridge is read-only and has no transactions: every query sees one consistent snapshot",
+            ))
+        }
         "refresh" => {
             let mut versions = serde_json::Map::new();
             for ds in targets(state, &action.body)? {
@@ -52,11 +74,12 @@ pub async fn do_action(state: &AppState, action: Action) -> Result<Vec<u8>, Stat
         "status" => json!({ "datasets": targets(state, &action.body)?.iter().map(|d| status(d)).collect::<Vec<_>>() }),
         other => {
             return Err(Status::unimplemented(format!(
-                "unknown action {other:?}; the actions are refresh, status (see ListActions)"
+                "unknown action {other:?}; the actions are refresh, status, CancelFlightInfo, \
+                 CreatePreparedStatement, ClosePreparedStatement (see ListActions)"
             )))
         }
     };
-    Ok(out.to_string().into_bytes())
+    Ok(vec![out.to_string().into_bytes()])
 }
 
 fn status(ds: &Dataset) -> Value {

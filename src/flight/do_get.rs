@@ -6,6 +6,7 @@ use arrow_flight::{FlightData, Ticket};
 use tonic::{metadata::MetadataMap, Status};
 
 use super::{
+    cancel::cancellable,
     encode::{encode, encode_batch},
     observe::{observe, Bounds, Observed},
     sql, ticket, BoxStream,
@@ -19,6 +20,7 @@ pub async fn do_get(
     peer: Option<SocketAddr>,
     request_id: String,
 ) -> Result<BoxStream<FlightData>, Status> {
+    let registration = state.running().register(t.ticket.clone());
     let ticket = match sql::command(&t.ticket) {
         Some(cmd) => match sql::answer(state, cmd).inspect_err(|s| count_refusal("flight_sql", s))? {
             sql::Answer::Statement(statement) => statement,
@@ -44,7 +46,7 @@ pub async fn do_get(
     .inspect_err(|s| count_refusal(kind, s))?;
     let obs = Observed::start(kind, request_id, peer, query.schema.metadata().clone());
     let rows = obs.rows();
-    Ok(observe(encode(query, rows, slot, bounds.deadline), obs, bounds))
+    Ok(cancellable(observe(encode(query, rows, slot, bounds.deadline), obs, bounds), registration))
 }
 
 /// A request that failed before streaming.

@@ -1,13 +1,15 @@
 //! The Flight service. Each RPC lives in its own file; this impl only routes: decode, call one
 //! function, map the error.
 
+mod cancel;
 mod do_action;
 mod do_get;
+mod do_put;
 mod encode;
 mod get_flight_info;
 mod list_flights;
 mod observe;
-pub mod sql;
+mod sql;
 pub mod ticket;
 
 use std::pin::Pin;
@@ -20,6 +22,7 @@ use futures::Stream;
 use tonic::{Request, Response, Status, Streaming};
 
 use crate::state::AppState;
+pub use cancel::Running;
 
 type BoxStream<T> = Pin<Box<dyn Stream<Item = Result<T, Status>> + Send + 'static>>;
 
@@ -118,7 +121,8 @@ impl FlightService for BridgeFlight {
     async fn do_put(&self, req: Request<Streaming<FlightData>>) -> Result<Response<Self::DoPutStream>, Status> {
         observe::counted("DoPut", async {
             self.authorize(&req)?;
-            Err(unimplemented("DoPut"))
+            let result = do_put::do_put(req.into_inner()).await?;
+            Ok(Response::new(Box::pin(futures::stream::once(async { Ok(result) })) as Self::DoPutStream))
         })
         .await
     }
@@ -137,9 +141,9 @@ impl FlightService for BridgeFlight {
     async fn do_action(&self, req: Request<Action>) -> Result<Response<Self::DoActionStream>, Status> {
         observe::counted("DoAction", async {
             self.authorize(&req)?;
-            let body = do_action::do_action(&self.state, req.into_inner()).await?;
-            let result = arrow_flight::Result { body: body.into() };
-            Ok(Response::new(Box::pin(futures::stream::once(async { Ok(result) })) as Self::DoActionStream))
+            let bodies = do_action::do_action(&self.state, req.into_inner()).await?;
+            let results = bodies.into_iter().map(|body| Ok(arrow_flight::Result { body: body.into() }));
+            Ok(Response::new(Box::pin(futures::stream::iter(results)) as Self::DoActionStream))
         })
         .await
     }

@@ -140,7 +140,7 @@ fn from_json(bytes: &[u8]) -> Result<Ticket> {
             limit: f.limit,
             min_version: f.min_version,
         }),
-        _ => Query::Sql(Sql { sql: f.sql }),
+        _ => Query::Sql(Sql { sql: f.sql, parameters: Vec::new() }),
     };
     Ok(Ticket { query: Some(query) })
 }

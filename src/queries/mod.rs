@@ -2,9 +2,11 @@
 //! work starts) and returns a [`Plan`]: the built-in tickets read segments natively; `sql` runs
 //! in DuckDB inside one transaction.
 
+pub mod guard;
 pub mod native;
 pub mod outliers;
 pub mod p90;
+pub mod params;
 pub mod range;
 pub mod read;
 pub mod scan;

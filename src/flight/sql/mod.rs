@@ -1,23 +1,23 @@
 //! Flight SQL on the same port, dispatched from Bridge's own `FlightService` (arrow-flight's
 //! `FlightSqlService` would route Bridge's plain JSON/protobuf tickets to a fallback and answer
 //! GetSchema as unimplemented). Commands arrive as protobuf `Any` in CMD descriptors and tickets;
-//! everything is stateless: a statement's ticket carries the statement itself.
+//! everything is stateless: a statement's handle carries the statement itself (see [`handle`]).
 //!
 //! Datasets appear as tables `store.main.<dataset>` (DuckDB's own names, so generated SQL runs).
 
+mod handle;
+mod info;
+pub mod prepared;
+
 use arrow::{datatypes::SchemaRef, ipc::writer::IpcWriteOptions, record_batch::RecordBatch};
 use arrow_flight::{
-    sql::{
-        metadata::{GetTablesBuilder, SqlInfoData, SqlInfoDataBuilder},
-        Any, Command, ProstMessageExt, SqlInfo, TicketStatementQuery,
-    },
+    sql::{metadata::GetTablesBuilder, Any, Command},
     FlightDescriptor, FlightEndpoint, FlightInfo, SchemaAsIpc, SchemaResult, Ticket as FlightTicket,
 };
 use prost::Message;
 use tonic::Status;
 
 use crate::{
-    error::Error,
     proto::{ticket::Query, Sql, Ticket},
     state::AppState,
 };
@@ -50,26 +50,8 @@ fn read_only(what: &str) -> Status {
     Status::invalid_argument(format!("{what} is refused: Bridge is read-only (send a SELECT)"))
 }
 
-fn statement(sql: String) -> Ticket {
-    Ticket { query: Some(Query::Sql(Sql { sql })) }
-}
-
-fn sql_info() -> Result<SqlInfoData, Status> {
-    let mut b = SqlInfoDataBuilder::new();
-    b.append(SqlInfo::FlightSqlServerName, "Bridge");
-    b.append(SqlInfo::FlightSqlServerVersion, env!("CARGO_PKG_VERSION"));
-    b.append(SqlInfo::FlightSqlServerArrowVersion, "58");
-    b.append(SqlInfo::FlightSqlServerReadOnly, true);
-    b.append(SqlInfo::FlightSqlServerSql, true);
-    b.append(SqlInfo::FlightSqlServerSubstrait, false);
-    b.append(SqlInfo::FlightSqlServerTransaction, 0i32); // SQL_SUPPORTED_TRANSACTION_NONE
-    b.append(SqlInfo::FlightSqlServerCancel, false);
-    b.append(SqlInfo::SqlDdlCatalog, false);
-    b.append(SqlInfo::SqlDdlSchema, false);
-    b.append(SqlInfo::SqlDdlTable, false);
-    b.append(SqlInfo::SqlIdentifierQuoteChar, "\"");
-    b.append(SqlInfo::SqlSupportedGrammar, 1i32 << 1); // SQL_CORE_GRAMMAR
-    b.build().map_err(|e| Status::internal(e.to_string()))
+fn run(statement: Sql) -> Answer {
+    Answer::Statement(Ticket { query: Some(Query::Sql(statement)) })
 }
 
 /// The datasets as (name, schema), for GetTables.
@@ -84,12 +66,9 @@ fn internal(e: impl std::fmt::Display) -> Status {
 /// Plans a command far enough to answer it.
 pub fn answer(state: &AppState, cmd: Command) -> Result<Answer, Status> {
     Ok(match cmd {
-        Command::CommandStatementQuery(q) => Answer::Statement(statement(q.query)),
-        Command::TicketStatementQuery(t) => {
-            let sql = String::from_utf8(t.statement_handle.to_vec())
-                .map_err(|_| Error::invalid("statement handle is not UTF-8 SQL"))?;
-            Answer::Statement(statement(sql))
-        }
+        Command::CommandStatementQuery(q) => run(Sql { sql: q.query, parameters: Vec::new() }),
+        Command::TicketStatementQuery(t) => run(handle::statement(&t.statement_handle)?),
+        Command::CommandPreparedStatementQuery(p) => run(handle::statement(&p.prepared_statement_handle)?),
         Command::CommandGetCatalogs(c) => {
             let mut b = c.into_builder();
             b.append(CATALOG);
@@ -112,14 +91,16 @@ pub fn answer(state: &AppState, cmd: Command) -> Result<Answer, Status> {
             b.append(TABLE_TYPE);
             Answer::Batch(b.build().map_err(internal)?)
         }
-        Command::CommandGetSqlInfo(c) => Answer::Batch(c.into_builder(&sql_info()?).build().map_err(internal)?),
+        Command::CommandGetSqlInfo(c) => Answer::Batch(c.into_builder(info::sql_info()).build().map_err(internal)?),
+        Command::CommandGetXdbcTypeInfo(c) => {
+            Answer::Batch(c.into_builder(info::xdbc_types()).build().map_err(internal)?)
+        }
         Command::CommandGetPrimaryKeys(_)
         | Command::CommandGetImportedKeys(_)
         | Command::CommandGetExportedKeys(_)
         | Command::CommandGetCrossReference(_) => {
             // Views have no keys: the right schema, no rows.
-            let schema = key_schema();
-            Answer::Batch(RecordBatch::new_empty(schema))
+            Answer::Batch(RecordBatch::new_empty(key_schema()))
         }
         Command::CommandStatementUpdate(_)
         | Command::CommandStatementIngest(_)
@@ -149,19 +130,23 @@ fn key_schema() -> SchemaRef {
     ]))
 }
 
-/// GetFlightInfo / GetSchema for a command: its schema and one endpoint whose ticket is the
-/// statement (or the command) itself.
+async fn schema_of(state: &AppState, answer: Answer) -> Result<SchemaRef, Status> {
+    match answer {
+        Answer::Batch(b) => Ok(b.schema()),
+        Answer::Statement(t) => super::get_flight_info::schema_of(state, t).await,
+    }
+}
+
+/// GetFlightInfo for a command: its schema and one endpoint. A statement's ticket is a fresh
+/// handle carrying the statement; a metadata command's ticket is the command itself.
 pub async fn flight_info(state: &AppState, cmd: Command, desc: FlightDescriptor) -> Result<FlightInfo, Status> {
-    let ticket = match &cmd {
-        Command::CommandStatementQuery(q) => {
-            TicketStatementQuery { statement_handle: q.query.clone().into_bytes().into() }.as_any().encode_to_vec()
-        }
-        other => other.clone().into_any().encode_to_vec(),
+    let command_ticket = cmd.clone().into_any().encode_to_vec();
+    let answer = answer(state, cmd)?;
+    let ticket = match &answer {
+        Answer::Statement(Ticket { query: Some(Query::Sql(s)) }) => handle::ticket(s.clone()),
+        _ => command_ticket,
     };
-    let schema: SchemaRef = match answer(state, cmd)? {
-        Answer::Batch(b) => b.schema(),
-        Answer::Statement(t) => super::get_flight_info::schema_of(state, t).await?,
-    };
+    let schema = schema_of(state, answer).await?;
     let endpoint = FlightEndpoint::new().with_ticket(FlightTicket::new(ticket));
     FlightInfo::new()
         .try_with_schema(&schema)
@@ -170,10 +155,7 @@ pub async fn flight_info(state: &AppState, cmd: Command, desc: FlightDescriptor)
 }
 
 pub async fn schema(state: &AppState, cmd: Command) -> Result<SchemaResult, Status> {
-    let schema = match answer(state, cmd)? {
-        Answer::Batch(b) => b.schema(),
-        Answer::Statement(t) => super::get_flight_info::schema_of(state, t).await?,
-    };
+    let schema = schema_of(state, answer(state, cmd)?).await?;
     SchemaAsIpc::new(&schema, &IpcWriteOptions::default())
         .try_into()
         .map_err(|e: arrow::error::ArrowError| Status::internal(e.to_string()))
@@ -181,7 +163,7 @@ pub async fn schema(state: &AppState, cmd: Command) -> Result<SchemaResult, Stat
 
 #[cfg(test)]
 mod tests {
-    use arrow_flight::sql::CommandStatementQuery;
+    use arrow_flight::sql::{CommandStatementQuery, ProstMessageExt};
 
     use super::*;
 
@@ -190,7 +172,8 @@ mod tests {
         let q = CommandStatementQuery { query: "SELECT 1".into(), transaction_id: None };
         assert!(matches!(command(&q.as_any().encode_to_vec()), Some(Command::CommandStatementQuery(_))));
         assert!(command(br#"{"query":"sql","sql":"SELECT 1"}"#).is_none());
-        let own = Ticket { query: Some(Query::Sql(Sql { sql: "SELECT 1".into() })) }.encode_to_vec();
+        let own =
+            Ticket { query: Some(Query::Sql(Sql { sql: "SELECT 1".into(), parameters: Vec::new() })) }.encode_to_vec();
         assert!(command(&own).is_none());
     }
 }

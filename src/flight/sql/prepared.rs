@@ -1,0 +1,107 @@
+//! Prepared statements: CreatePreparedStatement, ClosePreparedStatement, and DoPut to bind
+//! parameters. Stateless: binding returns a new handle that carries the parameters.
+
+use arrow::datatypes::{DataType, Field, Schema};
+use arrow::ipc::writer::IpcWriteOptions;
+use arrow_flight::{
+    decode::FlightRecordBatchStream,
+    error::FlightError,
+    sql::{
+        ActionCreatePreparedStatementRequest, ActionCreatePreparedStatementResult, Any, CommandPreparedStatementQuery,
+        DoPutPreparedStatementResult, ProstMessageExt,
+    },
+    FlightData, IpcMessage, PutResult, SchemaAsIpc,
+};
+use futures::{Stream, StreamExt, TryStreamExt};
+use prost::Message;
+use tonic::Status;
+
+use super::handle;
+use crate::{error::Error, proto::Sql, queries, state::AppState};
+
+/// Bound parameters larger than this are refused: they travel in every ticket.
+const MAX_PARAMETER_BYTES: usize = 1 << 20;
+
+fn unpack<T: prost::Message + Default + ProstMessageExt>(body: &[u8], what: &str) -> Result<T, Status> {
+    Any::decode(body)
+        .ok()
+        .and_then(|any| any.unpack::<T>().ok().flatten())
+        .ok_or_else(|| Error::invalid(format!("the {what} action's body must be an Any-wrapped {what}Request")).into())
+}
+
+fn ipc_schema(schema: &Schema) -> Result<Vec<u8>, Status> {
+    let IpcMessage(bytes) = SchemaAsIpc::new(schema, &IpcWriteOptions::default())
+        .try_into()
+        .map_err(|e: arrow::error::ArrowError| Status::internal(e.to_string()))?;
+    Ok(bytes.to_vec())
+}
+
+/// CreatePreparedStatement: checks the SQL, learns its result schema (unbound parameters as
+/// NULL) and its parameter count, and returns a handle that is the statement itself.
+pub async fn create(state: &AppState, body: &[u8]) -> Result<Vec<u8>, Status> {
+    let req: ActionCreatePreparedStatementRequest = unpack(body, "CreatePreparedStatement")?;
+    if req.transaction_id.is_some() {
+        return Err(Error::invalid("Bridge has no transactions; prepare without a transaction id").into());
+    }
+    let statement = Sql { sql: req.query, parameters: Vec::new() };
+    let (schema, parameters) = describe(state, statement.clone()).await?;
+    let result = ActionCreatePreparedStatementResult {
+        prepared_statement_handle: handle::prepared(statement).into(),
+        dataset_schema: ipc_schema(&schema)?.into(),
+        parameter_schema: ipc_schema(&parameters)?.into(),
+    };
+    Ok(result.as_any().encode_to_vec())
+}
+
+/// The statement's result schema and its parameters (positional, typed NULL: DuckDB infers a
+/// parameter's type from the bound value).
+async fn describe(state: &AppState, statement: Sql) -> Result<(Schema, Schema), Status> {
+    let ticket = crate::proto::Ticket { query: Some(crate::proto::ticket::Query::Sql(statement.clone())) };
+    let schema = super::super::get_flight_info::schema_of(state, ticket).await?;
+    let n = parameter_count(state, statement.sql).await?;
+    let fields: Vec<Field> = (1..=n).map(|i| Field::new(format!("${i}"), DataType::Null, true)).collect();
+    Ok((schema.as_ref().clone(), Schema::new(fields)))
+}
+
+async fn parameter_count(state: &AppState, sql: String) -> Result<usize, Status> {
+    let engine = state.catalog().engine().clone();
+    let datasets: Vec<String> = state.catalog().datasets().map(|d| d.name.clone()).collect();
+    Ok(engine
+        .with_conn(move |conn| {
+            queries::guard::check(conn, &sql, &datasets)?;
+            Ok(conn.prepare(&sql)?.parameter_count())
+        })
+        .await?)
+}
+
+/// ClosePreparedStatement: nothing is held, but the handle must be one of ours.
+pub fn close(body: &[u8]) -> Result<(), Status> {
+    let req: arrow_flight::sql::ActionClosePreparedStatementRequest = unpack(body, "ClosePreparedStatement")?;
+    handle::statement(&req.prepared_statement_handle)?;
+    Ok(())
+}
+
+/// DoPut on a prepared statement: the parameter batches become part of a new handle.
+pub async fn bind(
+    cmd: CommandPreparedStatementQuery,
+    first: FlightData,
+    rest: impl Stream<Item = Result<FlightData, Status>> + Send + 'static,
+) -> Result<PutResult, Status> {
+    let mut statement = handle::statement(&cmd.prepared_statement_handle)?;
+    let data = futures::stream::once(async { Ok(first) }).chain(rest).map_err(FlightError::from);
+    let batches: Vec<_> = FlightRecordBatchStream::new_from_flight_data(data)
+        .try_collect()
+        .await
+        .map_err(|e| Error::invalid(format!("the parameters are not a valid Arrow stream: {e}")))?;
+    let bytes = queries::params::encode(&batches)?;
+    if bytes.len() > MAX_PARAMETER_BYTES {
+        return Err(Error::invalid(format!(
+            "bound parameters take {} bytes; the limit is {MAX_PARAMETER_BYTES} (they travel in every ticket)",
+            bytes.len()
+        ))
+        .into());
+    }
+    statement.parameters = bytes;
+    let result = DoPutPreparedStatementResult { prepared_statement_handle: Some(handle::prepared(statement).into()) };
+    Ok(PutResult { app_metadata: result.encode_to_vec().into() })
+}

@@ -1,0 +1,118 @@
+//! Positional `?` parameters for SQL: Arrow record batches (as Flight SQL's DoPut sends them)
+//! carried in a ticket as one Arrow IPC stream, and turned into DuckDB values per row. Each row
+//! is one execution of the statement; the results are concatenated.
+
+use arrow::{
+    array::{
+        Array, AsArray, BooleanArray, Date32Array, Date64Array, Decimal128Array, Float16Array, Float32Array,
+        Float64Array, RecordBatch,
+    },
+    datatypes::{
+        DataType, Int16Type, Int32Type, Int64Type, Int8Type, TimeUnit as ArrowUnit, TimestampMicrosecondType,
+        TimestampMillisecondType, TimestampNanosecondType, TimestampSecondType, UInt16Type, UInt32Type, UInt64Type,
+        UInt8Type,
+    },
+    ipc::{reader::StreamReader, writer::StreamWriter},
+};
+use duckdb::types::{TimeUnit, Value};
+
+use crate::error::{Error, Result};
+
+/// One execution's values, in `?` order.
+pub type Row = Vec<Value>;
+
+/// Batches → one Arrow IPC stream (empty input → empty bytes).
+pub fn encode(batches: &[RecordBatch]) -> Result<Vec<u8>> {
+    let Some(first) = batches.first() else { return Ok(Vec::new()) };
+    let mut out = Vec::new();
+    let mut w = StreamWriter::try_new(&mut out, &first.schema())?;
+    for b in batches {
+        w.write(b)?;
+    }
+    w.finish()?;
+    drop(w);
+    Ok(out)
+}
+
+/// An Arrow IPC stream → one row of values per parameter row.
+pub fn decode(bytes: &[u8]) -> Result<Vec<Row>> {
+    if bytes.is_empty() {
+        return Ok(Vec::new());
+    }
+    let reader = StreamReader::try_new(bytes, None)
+        .map_err(|e| Error::invalid(format!("the bound parameters are not an Arrow IPC stream: {e}")))?;
+    let mut rows = Vec::new();
+    for batch in reader {
+        let batch = batch.map_err(|e| Error::invalid(format!("bad parameter batch: {e}")))?;
+        for i in 0..batch.num_rows() {
+            rows.push(batch.columns().iter().map(|c| value(c.as_ref(), i)).collect::<Result<Row>>()?);
+        }
+    }
+    Ok(rows)
+}
+
+/// The value at row `i` of a parameter column.
+fn value(a: &dyn Array, i: usize) -> Result<Value> {
+    if a.is_null(i) {
+        return Ok(Value::Null);
+    }
+    let any = a.as_any();
+    Ok(match a.data_type() {
+        DataType::Null => Value::Null,
+        DataType::Boolean => Value::Boolean(any.downcast_ref::<BooleanArray>().map(|b| b.value(i)).unwrap_or(false)),
+        DataType::Int8 => Value::TinyInt(a.as_primitive::<Int8Type>().value(i)),
+        DataType::Int16 => Value::SmallInt(a.as_primitive::<Int16Type>().value(i)),
+        DataType::Int32 => Value::Int(a.as_primitive::<Int32Type>().value(i)),
+        DataType::Int64 => Value::BigInt(a.as_primitive::<Int64Type>().value(i)),
+        DataType::UInt8 => Value::UTinyInt(a.as_primitive::<UInt8Type>().value(i)),
+        DataType::UInt16 => Value::USmallInt(a.as_primitive::<UInt16Type>().value(i)),
+        DataType::UInt32 => Value::UInt(a.as_primitive::<UInt32Type>().value(i)),
+        DataType::UInt64 => Value::UBigInt(a.as_primitive::<UInt64Type>().value(i)),
+        DataType::Float16 => Value::Float(downcast::<Float16Array>(a)?.value(i).to_f32()),
+        DataType::Float32 => Value::Float(downcast::<Float32Array>(a)?.value(i)),
+        DataType::Float64 => Value::Double(downcast::<Float64Array>(a)?.value(i)),
+        DataType::Utf8 => Value::Text(a.as_string::<i32>().value(i).to_string()),
+        DataType::LargeUtf8 => Value::Text(a.as_string::<i64>().value(i).to_string()),
+        DataType::Utf8View => Value::Text(a.as_string_view().value(i).to_string()),
+        DataType::Binary => Value::Blob(a.as_binary::<i32>().value(i).to_vec()),
+        DataType::LargeBinary => Value::Blob(a.as_binary::<i64>().value(i).to_vec()),
+        DataType::Date32 => Value::Date32(downcast::<Date32Array>(a)?.value(i)),
+        DataType::Date64 => Value::Date32((downcast::<Date64Array>(a)?.value(i) / 86_400_000) as i32),
+        DataType::Timestamp(unit, _) => timestamp(a, *unit, i),
+        DataType::Decimal128(width, scale) => {
+            let v = downcast::<Decimal128Array>(a)?.value(i);
+            let d = duckdb::types::Decimal::new(
+                *width,
+                u8::try_from(*scale).map_err(|_| Error::invalid("negative decimal scale"))?,
+                v,
+            )
+            .map_err(|e| Error::invalid(format!("parameter decimal: {e}")))?;
+            Value::Decimal(d)
+        }
+        other => {
+            return Err(Error::invalid(format!(
+                "parameter type {other} is not supported; bind integers, floats, strings, booleans, \
+                 dates, timestamps or decimals"
+            )))
+        }
+    })
+}
+
+fn timestamp(a: &dyn Array, unit: ArrowUnit, i: usize) -> Value {
+    match unit {
+        ArrowUnit::Second => Value::Timestamp(TimeUnit::Second, a.as_primitive::<TimestampSecondType>().value(i)),
+        ArrowUnit::Millisecond => {
+            Value::Timestamp(TimeUnit::Millisecond, a.as_primitive::<TimestampMillisecondType>().value(i))
+        }
+        ArrowUnit::Microsecond => {
+            Value::Timestamp(TimeUnit::Microsecond, a.as_primitive::<TimestampMicrosecondType>().value(i))
+        }
+        ArrowUnit::Nanosecond => {
+            Value::Timestamp(TimeUnit::Nanosecond, a.as_primitive::<TimestampNanosecondType>().value(i))
+        }
+    }
+}
+
+fn downcast<T: 'static>(a: &dyn Array) -> Result<&T> {
+    a.as_any().downcast_ref::<T>().ok_or_else(|| Error::internal("parameter array does not match its type"))
+}
