@@ -100,7 +100,7 @@ impl From<Error> for Status {
             }
             Error::NotReady(m) => Status::new(Code::Unavailable, m),
             Error::ResourceExhausted(m) => Status::new(Code::ResourceExhausted, m),
-            Error::Cancelled => Status::new(Code::Cancelled, "query cancelled"),
+            Error::Cancelled => Status::new(Code::Cancelled, "the query was cancelled"),
             Error::DeadlineExceeded => Status::new(Code::DeadlineExceeded, Error::DeadlineExceeded.to_string()),
             Error::Internal(m) => {
                 tracing::error!(error = %m, "internal error");

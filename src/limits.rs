@@ -89,40 +89,50 @@ impl Admission {
     }
 }
 
-/// Holds a query's slot and its result stream until the stream ends or the deadline passes,
-/// whichever comes first. At the deadline a timer — not the client, which may have stopped
-/// reading — drops the stream (so the query's producer stops and DuckDB is interrupted) and frees
-/// the slot; the next poll then yields `expired()`.
-pub fn guard<S>(
+/// Why [`guard`] stopped a stream early.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Stop {
+    Deadline,
+    Cancelled,
+}
+
+/// Holds a query's resources (`held`: its slot, …) and its result stream until the stream ends,
+/// the deadline passes or `cancel` resolves, whichever comes first. On a deadline or cancel a
+/// task — not the client, which may have stopped reading — drops the stream (so the query's
+/// producer stops and DuckDB is interrupted) and frees the resources; the next poll then yields
+/// `stopped(why)`.
+pub fn guard<S, H>(
     stream: S,
-    slot: Slot,
+    held: H,
     deadline: tokio::time::Instant,
-    expired: impl Fn() -> S::Item + Send + 'static,
+    cancel: impl std::future::Future<Output = ()> + Send + 'static,
+    stopped: impl Fn(Stop) -> S::Item + Send + 'static,
 ) -> impl futures::Stream<Item = S::Item> + Send
 where
     S: futures::Stream + Unpin + Send + 'static,
     S::Item: Send,
+    H: Send + 'static,
 {
     use futures::StreamExt;
     let (ended_tx, ended_rx) = tokio::sync::oneshot::channel::<()>();
-    let shared = Arc::new(std::sync::Mutex::new(Some((stream, slot, ended_tx))));
+    let shared = Arc::new(std::sync::Mutex::new(Ok((stream, held, ended_tx))));
     let weak = Arc::downgrade(&shared);
     tokio::spawn(async move {
-        tokio::select! {
-            _ = tokio::time::sleep_until(deadline) => {
-                if let Some(s) = weak.upgrade() {
-                    let taken = s.lock().map(|mut g| g.take()).ok().flatten();
-                    drop(taken);
-                }
-            }
-            _ = ended_rx => {}
+        let why = tokio::select! {
+            _ = tokio::time::sleep_until(deadline) => Stop::Deadline,
+            _ = cancel => Stop::Cancelled,
+            _ = ended_rx => return,
+        };
+        if let Some(s) = weak.upgrade() {
+            let taken = s.lock().map(|mut g| std::mem::replace(&mut *g, Err(why))).ok();
+            drop(taken);
         }
     });
     futures::stream::poll_fn(move |cx| {
         let Ok(mut g) = shared.lock() else { return std::task::Poll::Ready(None) };
         match g.as_mut() {
-            Some((stream, _, _)) => stream.poll_next_unpin(cx),
-            None => std::task::Poll::Ready(Some(expired())),
+            Ok((stream, _, _)) => stream.poll_next_unpin(cx),
+            Err(why) => std::task::Poll::Ready(Some(stopped(*why))),
         }
     })
 }
@@ -186,7 +196,8 @@ mod tests {
             tokio_stream::wrappers::ReceiverStream::new(rx),
             a.admit().await.expect("slot"),
             deadline,
-            || 0,
+            std::future::pending(),
+            |_| 0,
         ));
         tx.send(7).await.expect("send");
         assert_eq!(s.next().await, Some(7));
@@ -195,6 +206,26 @@ mod tests {
         // ...the slot is free again, and the next poll reports the deadline.
         assert!(a.admit().await.is_ok());
         assert_eq!(s.next().await, Some(0));
+    }
+
+    #[tokio::test]
+    async fn the_guard_drops_a_stream_when_cancelled_even_if_nobody_polls() {
+        use futures::StreamExt;
+        let a = Admission::new(limits(1, 0));
+        let (tx, rx) = tokio::sync::mpsc::channel::<Stop>(1);
+        let (cancel_tx, cancel_rx) = tokio::sync::oneshot::channel::<()>();
+        let deadline = tokio::time::Instant::now() + Duration::from_secs(3600);
+        let mut s = Box::pin(guard(
+            tokio_stream::wrappers::ReceiverStream::new(rx),
+            a.admit().await.expect("slot"),
+            deadline,
+            async move { drop(cancel_rx.await) },
+            |why| why,
+        ));
+        cancel_tx.send(()).expect("cancel");
+        tx.closed().await; // no poll in between: the cancel alone dropped the stream
+        assert!(a.admit().await.is_ok());
+        assert_eq!(s.next().await, Some(Stop::Cancelled));
     }
 
     #[test]

@@ -8,6 +8,7 @@
 
 mod ingest;
 mod macros;
+mod portable;
 mod schema;
 mod segments;
 mod stream;

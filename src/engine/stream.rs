@@ -123,21 +123,25 @@ fn run(
         Err(e) => return drop(schema_tx.send(Err(e))),
     };
     let mut schema_tx = Some(schema_tx);
+    let mut portable = false; // whether the result types have been checked (see `portable`)
     for set in sets {
-        let stream = if schema_only {
-            stmt.query_arrow(params_from_iter(set)).map(|a| a.get_schema())
-        } else {
-            stmt.stream_arrow(params_from_iter(set)).map(|a| a.get_schema())
-        };
-        let schema = match stream {
-            Ok(s) => Arc::new(s.as_ref().clone().with_metadata(planned.metadata.clone())),
-            Err(e) => {
-                let e = Error::from(e);
-                match schema_tx.take() {
-                    Some(first) => return drop(first.send(Err(e))),
-                    None => return drop(tx.blocking_send(Err(e))),
-                }
+        let mut schema = execute(&mut stmt, &set, schema_only);
+        if let (Ok(s), false) = (&schema, portable) {
+            portable = true;
+            if let Some(rewritten) = super::portable::rewrite(&stmt, s, &sql) {
+                stmt = match conn.prepare(&rewritten) {
+                    Ok(s) => s,
+                    Err(e) => return drop(schema_tx.map(|t| t.send(Err(e.into())))),
+                };
+                schema = execute(&mut stmt, &set, schema_only);
             }
+        }
+        let schema = match schema {
+            Ok(s) => Arc::new(s.as_ref().clone().with_metadata(planned.metadata.clone())),
+            Err(e) => match schema_tx.take() {
+                Some(first) => return drop(first.send(Err(e))),
+                None => return drop(tx.blocking_send(Err(e))),
+            },
         };
         if let Some(first) = schema_tx.take() {
             if first.send(Ok(schema.clone())).is_err() {
@@ -148,6 +152,17 @@ fn run(
             return;
         }
     }
+}
+
+/// Runs `stmt` with one parameter set (lazily unless `schema_only`); returns the result schema.
+fn execute(stmt: &mut Statement<'_>, set: &[Value], schema_only: bool) -> Result<SchemaRef> {
+    let params = params_from_iter(set.iter());
+    let schema = if schema_only {
+        stmt.query_arrow(params).map(|a| a.get_schema())
+    } else {
+        stmt.stream_arrow(params).map(|a| a.get_schema())
+    };
+    Ok(schema?)
 }
 
 /// The parameter sets to run: the bound ones (their arity checked), or — for a schema-only

@@ -14,12 +14,10 @@ use std::{
 
 use arrow_flight::{CancelFlightInfoRequest, CancelFlightInfoResult, CancelStatus};
 use bytes::Bytes;
-use futures::StreamExt;
 use prost::Message;
 use tokio_util::sync::CancellationToken;
 use tonic::Status;
 
-use super::BoxStream;
 use crate::{error::Error, metrics};
 
 type Tokens = HashMap<Bytes, Vec<(u64, CancellationToken)>>;
@@ -68,6 +66,18 @@ impl Running {
     }
 }
 
+impl Registration {
+    /// Resolves when CancelFlightInfo cancels this DoGet (for the work before streaming starts).
+    pub async fn cancelled(&self) {
+        self.token.cancelled().await
+    }
+
+    /// The same, owning a handle to the token (for the stream's guard task).
+    pub fn cancelled_owned(&self) -> impl std::future::Future<Output = ()> + Send + 'static {
+        self.token.clone().cancelled_owned()
+    }
+}
+
 impl Drop for Registration {
     fn drop(&mut self) {
         let mut map = self.running.inner.0.lock().unwrap_or_else(|e| e.into_inner());
@@ -78,22 +88,4 @@ impl Drop for Registration {
             }
         }
     }
-}
-
-/// Ends `stream` with CANCELLED as soon as its registration is cancelled; dropping the rest of
-/// the stream stops the query (its producer sees the channel close and interrupts DuckDB).
-pub fn cancellable<T: Send + 'static>(stream: BoxStream<T>, reg: Registration) -> BoxStream<T> {
-    let body = Box::pin(stream.take_until(reg.token.clone().cancelled_owned()));
-    Box::pin(futures::stream::unfold(Some((body, reg)), |state| async move {
-        let (mut body, reg) = state?;
-        match body.next().await {
-            Some(item) => Some((item, Some((body, reg)))),
-            None => {
-                let cancelled = reg.token.is_cancelled();
-                drop(body);
-                drop(reg);
-                cancelled.then(|| (Err(Status::cancelled("the query was cancelled (CancelFlightInfo)")), None))
-            }
-        }
-    }))
 }

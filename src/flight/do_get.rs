@@ -6,7 +6,6 @@ use arrow_flight::{FlightData, Ticket};
 use tonic::{metadata::MetadataMap, Status};
 
 use super::{
-    cancel::cancellable,
     encode::{encode, encode_batch},
     observe::{observe, Bounds, Observed},
     sql, ticket, BoxStream,
@@ -39,14 +38,18 @@ pub async fn do_get(
         let plan = queries::plan(ticket, state.catalog())?;
         queries::start(plan, state.catalog(), state.batch_rows(), false).await
     };
-    let query = match tokio::time::timeout_at(bounds.deadline, started).await {
-        Ok(q) => q.map_err(Status::from),
-        Err(_) => Err(Status::deadline_exceeded("the query did not start before its deadline")),
+    // Dropping `started` (deadline or cancel) drops the query's channel, which interrupts DuckDB.
+    let query = tokio::select! {
+        q = tokio::time::timeout_at(bounds.deadline, started) => match q {
+            Ok(q) => q.map_err(Status::from),
+            Err(_) => Err(Status::deadline_exceeded("the query did not start before its deadline")),
+        },
+        () = registration.cancelled() => Err(Status::cancelled("the query was cancelled (CancelFlightInfo)")),
     }
     .inspect_err(|s| count_refusal(kind, s))?;
     let obs = Observed::start(kind, request_id, peer, query.schema.metadata().clone());
     let rows = obs.rows();
-    Ok(cancellable(observe(encode(query, rows, slot, bounds.deadline), obs, bounds), registration))
+    Ok(observe(encode(query, rows, slot, bounds.deadline, registration), obs, bounds))
 }
 
 /// A request that failed before streaming.

@@ -16,14 +16,27 @@ use super::BoxStream;
 use crate::{
     engine::QueryStream,
     error::Error,
-    limits::{self, Slot},
+    limits::{self, Slot, Stop},
 };
 
+use super::cancel::Registration;
+
 /// Encodes a running query as a Flight data stream, adding the rows sent to `rows`. The query
-/// holds `slot` until it ends or `deadline` passes (see [`limits::guard`]).
-pub fn encode(query: QueryStream, rows: Arc<AtomicU64>, slot: Slot, deadline: Instant) -> BoxStream<FlightData> {
-    let expired = || Err(Error::DeadlineExceeded);
-    let batches = limits::guard(query.batches, slot, deadline, expired).map(move |r| match r {
+/// holds `slot` and its CancelFlightInfo registration until it ends, `deadline` passes or it is
+/// cancelled (see [`limits::guard`]).
+pub fn encode(
+    query: QueryStream,
+    rows: Arc<AtomicU64>,
+    slot: Slot,
+    deadline: Instant,
+    registration: Registration,
+) -> BoxStream<FlightData> {
+    let stopped = |why| match why {
+        Stop::Deadline => Err(Error::DeadlineExceeded),
+        Stop::Cancelled => Err(Error::Cancelled),
+    };
+    let cancel = registration.cancelled_owned();
+    let batches = limits::guard(query.batches, (slot, registration), deadline, cancel, stopped).map(move |r| match r {
         Ok(b) => {
             rows.fetch_add(b.num_rows() as u64, Ordering::Relaxed);
             Ok(b)

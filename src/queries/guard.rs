@@ -92,7 +92,7 @@ fn table_function(f: &Value, datasets: &[String]) -> Result<()> {
         return Ok(());
     }
     Err(Error::invalid(format!(
-        "table function {name}() is not allowed: Bridge's SQL reads the dataset views only \
+        "table function {name}() is not allowed by the SQL sandbox: it reads the dataset views only \
          (allowed table functions: {})",
         TABLE_FUNCTIONS.join(", ")
     )))
@@ -102,7 +102,7 @@ fn table_function(f: &Value, datasets: &[String]) -> Result<()> {
 fn table(name: &str) -> Result<()> {
     if name.contains(['/', '\\', '.', '~', ':', '*', '?']) {
         return Err(Error::invalid(format!(
-            "{name:?} looks like a file path: Bridge's SQL reads the dataset views only, by name"
+            "{name:?} looks like a file path; the SQL sandbox reads the dataset views only, by name"
         )));
     }
     Ok(())

@@ -67,6 +67,7 @@ def generate(out, months, rows=ROWS):
 
 class Bridge(Service):
     def __init__(self, datasets, cache_dir, extra=(), env=None, memory_limit="1GB", admin=False):
+        self.cache_dir = cache_dir
         args = [BIN, "--listen", "127.0.0.1:0", "--cache-dir", str(cache_dir), "--duckdb-memory-limit", memory_limit]
         for d in datasets:
             args += ["--dataset", d]

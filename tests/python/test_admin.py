@@ -22,8 +22,8 @@ def http(url):
 def metric(text, name, **labels):
     """The value of one sample, or None."""
     for line in text.splitlines():
-        m = re.match(rf"{name}{{(.*)}} (\S+)$", line)
-        if m and all(f'{k}="{v}"' in m.group(1) for k, v in labels.items()):
+        m = re.match(rf"{name}(?:{{(.*)}})? (\S+)$", line)
+        if m and all(f'{k}="{v}"' in (m.group(1) or "") for k, v in labels.items()):
             return float(m.group(2))
     return None
 
