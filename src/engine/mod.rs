@@ -142,3 +142,45 @@ pub fn columns_of(engine: &Engine, dataset: &str) -> Result<Vec<Column>> {
 }
 
 pub use ingest::manifest;
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// The database-wide wall on its own, with no parse-tree guard in front: what user SQL could
+    /// do if the guard missed something.
+    #[test]
+    fn the_database_refuses_files_network_extensions_and_settings_by_itself() {
+        let root = tempfile::tempdir().expect("tempdir");
+        let outside = tempfile::tempdir().expect("tempdir");
+        std::fs::write(outside.path().join("secret.csv"), "a\n1\n").expect("write");
+        let engine = Engine::open(&EngineOptions {
+            dir: root.path().join("store"),
+            allowed_dirs: vec![],
+            memory_limit: "256MB".into(),
+            threads: 1,
+        })
+        .expect("open");
+        let conn = engine.connect().expect("connect");
+        let out = outside.path().join("out.csv");
+        let secret = outside.path().join("secret.csv");
+        for sql in [
+            format!("SELECT * FROM read_csv('{}')", secret.display()),
+            format!("SELECT * FROM read_text('{}')", secret.display()),
+            "SELECT * FROM read_text('/etc/passwd')".to_string(),
+            "SELECT * FROM glob('/*')".to_string(),
+            format!("COPY (SELECT 1) TO '{}'", out.display()),
+            format!("ATTACH '{}' AS x", outside.path().join("x.duckdb").display()),
+            "INSTALL httpfs".to_string(),
+            "LOAD httpfs".to_string(),
+            "SET enable_external_access = true".to_string(),
+            "SET allowed_directories = ['/']".to_string(),
+            "RESET lock_configuration".to_string(),
+            "SELECT * FROM read_csv('http://127.0.0.1:9/x.csv')".to_string(),
+        ] {
+            assert!(conn.execute_batch(&sql).is_err(), "the database allowed: {sql}");
+        }
+        assert!(!out.exists(), "COPY wrote a file");
+        assert!(!outside.path().join("x.duckdb").exists(), "ATTACH created a file");
+    }
+}

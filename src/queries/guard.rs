@@ -117,7 +117,7 @@ mod tests {
     }
 
     fn refused(sql: &str) -> String {
-        let conn = Connection::open_in_memory().unwrap();
+        let conn = Connection::open_in_memory().expect("in-memory DuckDB");
         match check(&conn, sql, &datasets()) {
             Err(Error::InvalidArgument(m)) => m,
             other => panic!("{sql}: expected a refusal, got {other:?}"),
@@ -126,7 +126,7 @@ mod tests {
 
     #[test]
     fn allows_plain_selects_over_tables_and_generators() {
-        let conn = Connection::open_in_memory().unwrap();
+        let conn = Connection::open_in_memory().expect("in-memory DuckDB");
         for sql in [
             "SELECT count(*) FROM yellow WHERE trip_distance > ?",
             "WITH t AS (SELECT * FROM range(3)) SELECT * FROM t JOIN store.main.yellow USING (x)",

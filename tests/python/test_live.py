@@ -249,7 +249,7 @@ def test_min_version_waits_then_fails_clearly(moto, months, tmp_path):
             b.get({"query": "scan", "dataset": "yellow", "min_version": v + 100})
         assert time.monotonic() - start < 5
         actions = {a.type for a in b.client.list_actions()}
-        assert actions == {"refresh", "status"}
+        assert actions == {"refresh", "status", "CancelFlightInfo", "CreatePreparedStatement", "ClosePreparedStatement"}
         with pytest.raises(pa.ArrowKeyError, match="unknown dataset"):
             b.action("status", "nope")
     finally:

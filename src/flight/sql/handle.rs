@@ -48,8 +48,8 @@ mod tests {
         let s = Sql { sql: "SELECT ?".into(), parameters: vec![1, 2, 3] };
         let (a, b) = (ticket(s.clone()), ticket(s.clone()));
         assert_ne!(a, b);
-        assert_eq!(from_ticket(&a).unwrap(), s);
-        assert_eq!(statement(&prepared(s.clone())).unwrap(), s);
+        assert_eq!(from_ticket(&a).expect("decodes"), s);
+        assert_eq!(statement(&prepared(s.clone())).expect("decodes"), s);
         assert!(statement(b"SELECT 1").is_err());
     }
 }
