@@ -58,6 +58,12 @@ def main():
                 assert rows == prows, f"{name}: Bridge returned {rows} rows, the peer {prows}"
                 print(f"| {name} | {rows:,} | {b50*1e3:.1f} ms | {b95*1e3:.1f} ms | {p50*1e3:.1f} ms | {p95*1e3:.1f} ms "
                       f"| {p50/b50:.2f}x | {nbytes/b50/1e6:,.0f} |", flush=True)
+                if name == "bulk scan ticket":
+                    scan = nbytes / b50
+            c50, c95, cbytes, _ = measure(peer_client, {"query": "memory"})
+            print(f"\nLoopback ceiling (Arrow C++ Flight server streaming the month from RAM, same client): "
+                  f"p50 {c50*1e3:.1f} ms, p95 {c95*1e3:.1f} ms, {cbytes/c50/1e6:,.0f} MB/s; "
+                  f"the scan ticket reaches {scan/(cbytes/c50):.0%} of it.", flush=True)
         finally:
             bridge.stop()
             peer.stop()

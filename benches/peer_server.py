@@ -2,11 +2,16 @@
 
 A pyarrow.flight server with DuckDB-Python that answers the same JSON tickets by querying the
 Parquet files on every request. Run: python benches/peer_server.py FILE... (prints its port).
+
+One extra ticket, `{"query": "memory"}`, is not a peer but a ceiling: Arrow C++'s Flight server
+streaming the whole dataset from a table already in RAM (no query, no I/O), in messages of the
+size Bridge sends. No Flight server on this machine can stream faster to the same client.
 """
 import json
 import sys
 
 import duckdb
+import pyarrow as pa
 import pyarrow.flight as flight
 
 
@@ -14,12 +19,19 @@ class Peer(flight.FlightServerBase):
     def __init__(self, files):
         super().__init__("grpc://127.0.0.1:0")
         self.con = duckdb.connect()
+        self.in_memory = None
         paths = ", ".join(f"'{f}'" for f in files)
         self.con.execute(f"CREATE VIEW yellow AS SELECT * FROM read_parquet([{paths}], union_by_name=true)")
 
     def do_get(self, context, ticket):
         t = json.loads(ticket.ticket)
         con = self.con.cursor()
+        if t["query"] == "memory":
+            if self.in_memory is None:
+                table = con.sql("SELECT * FROM yellow").to_arrow_table()
+                rows = max(1, (2 << 20) * table.num_rows // max(1, table.nbytes))  # ~2 MiB messages
+                self.in_memory = pa.Table.from_batches(table.combine_chunks().to_batches(max_chunksize=rows))
+            return flight.RecordBatchStream(self.in_memory)
         bounds = []
         if "from" in t:
             bounds.append(f"tpep_pickup_datetime >= TIMESTAMP '{t['from']}'")

@@ -23,6 +23,7 @@ pub mod error;
 pub mod flight;
 pub mod gen;
 pub mod limits;
+pub mod malloc;
 pub mod metrics;
 pub mod queries;
 pub mod rule;

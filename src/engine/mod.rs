@@ -23,7 +23,7 @@ use duckdb::{Config, Connection};
 pub use ingest::{FileRow, IngestOutcome};
 pub use schema::Column;
 pub use segments::segment_name;
-pub use stream::{Planned, QueryPlan, QueryStream};
+pub use stream::{Encoded, Piece, Pieces, Planned, QueryPlan, QueryStream};
 
 use crate::error::{Error, Result};
 

@@ -19,9 +19,13 @@ use crate::{
 /// The columns a segment needs (the built-in tickets' columns).
 const TLC: [&str; 3] = ["tpep_pickup_datetime", "tpep_dropoff_datetime", "trip_distance"];
 
+/// The segment layout's version: a new layout gets new names, so old segments are rebuilt (and
+/// then pruned) instead of misread.
+const LAYOUT: &str = "segment-v2";
+
 /// The segment name of one version of one file.
 pub fn segment_name(dataset: &str, key: &str, etag: &str) -> String {
-    let digest = Sha256::digest(format!("{dataset}\n{key}\n{etag}"));
+    let digest = Sha256::digest(format!("{LAYOUT}\n{dataset}\n{key}\n{etag}"));
     hex::encode(&digest[..16])
 }
 

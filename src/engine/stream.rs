@@ -11,6 +11,7 @@ use std::{collections::HashMap, sync::Arc};
 
 use arrow::{compute::BatchCoalescer, datatypes::SchemaRef, record_batch::RecordBatch};
 use duckdb::{params_from_iter, types::Value, Connection, Statement};
+use futures::StreamExt;
 use tokio::sync::{mpsc, oneshot};
 use tokio_stream::wrappers::ReceiverStream;
 
@@ -32,10 +33,35 @@ pub struct PlannedSql {
 
 pub use PlannedSql as Planned;
 
+/// What a query sends: a record batch, or a segment batch already in Arrow IPC form (sent as
+/// is, with no encoding and no copy until gRPC's own).
+pub enum Piece {
+    Batch(RecordBatch),
+    Encoded(Encoded),
+}
+
+/// One record batch as an Arrow IPC message: the flatbuffer header and the body.
+pub struct Encoded {
+    pub rows: usize,
+    pub header: bytes::Bytes,
+    pub body: bytes::Bytes,
+}
+
+impl Piece {
+    pub fn rows(&self) -> usize {
+        match self {
+            Piece::Batch(b) => b.num_rows(),
+            Piece::Encoded(e) => e.rows,
+        }
+    }
+}
+
+pub type Pieces = std::pin::Pin<Box<dyn futures::Stream<Item = Result<Piece>> + Send>>;
+
 /// A running query: its schema (with metadata) and its batches.
 pub struct QueryStream {
     pub schema: SchemaRef,
-    pub batches: ReceiverStream<Result<RecordBatch>>,
+    pub batches: Pieces,
     /// Largest Flight message to aim for, by the batches' memory size. `None` sends each batch
     /// whole: for batches that are views into larger buffers (segments), whose memory size
     /// counts the whole buffer and would split them into slivers.
@@ -87,7 +113,8 @@ impl Engine {
             drop(done_tx);
         });
         let schema = schema_rx.await.map_err(|_| Error::internal("query thread ended before its schema"))??;
-        Ok(QueryStream { schema, batches: ReceiverStream::new(rx), max_message_bytes: Some(MESSAGE_BYTES) })
+        let batches = Box::pin(ReceiverStream::new(rx).map(|r| r.map(Piece::Batch)));
+        Ok(QueryStream { schema, batches, max_message_bytes: Some(MESSAGE_BYTES) })
     }
 }
 

@@ -5,8 +5,12 @@ use std::sync::{
     Arc,
 };
 
-use arrow_flight::{encode::FlightDataEncoderBuilder, error::FlightError, FlightData};
-use futures::{StreamExt, TryStreamExt};
+use arrow::{
+    datatypes::SchemaRef,
+    ipc::writer::{DictionaryTracker, IpcDataGenerator, IpcWriteOptions},
+};
+use arrow_flight::{encode::FlightDataEncoderBuilder, error::FlightError, FlightData, SchemaAsIpc};
+use futures::{Stream, StreamExt, TryStreamExt};
 use tonic::Status;
 
 use arrow::record_batch::RecordBatch;
@@ -14,7 +18,7 @@ use tokio::time::Instant;
 
 use super::BoxStream;
 use crate::{
-    engine::QueryStream,
+    engine::{Piece, QueryStream},
     error::Error,
     limits::{self, Slot, Stop},
 };
@@ -36,22 +40,62 @@ pub fn encode(
         Stop::Cancelled => Err(Error::Cancelled),
     };
     let cancel = registration.cancelled_owned();
-    let batches = limits::guard(query.batches, (slot, registration), deadline, cancel, stopped).map(move |r| match r {
-        Ok(b) => {
-            rows.fetch_add(b.num_rows() as u64, Ordering::Relaxed);
-            Ok(b)
+    let pieces = limits::guard(query.batches, (slot, registration), deadline, cancel, stopped).map(move |r| {
+        if let Ok(p) = &r {
+            rows.fetch_add(p.rows() as u64, Ordering::Relaxed);
         }
-        Err(e) => Err(FlightError::Tonic(Box::new(Status::from(e)))),
+        r.map_err(Status::from)
     });
-    let stream = FlightDataEncoderBuilder::new()
-        .with_schema(query.schema)
-        .with_max_flight_data_size(query.max_message_bytes.unwrap_or(usize::MAX))
+    match query.max_message_bytes {
+        Some(max) => split(query.schema, pieces, max),
+        None => whole(query.schema, pieces),
+    }
+}
+
+/// Batches cut into messages of about `max` bytes by arrow-flight's encoder.
+fn split(
+    schema: SchemaRef,
+    pieces: impl Stream<Item = Result<Piece, Status>> + Send + 'static,
+    max: usize,
+) -> BoxStream<FlightData> {
+    let batches = pieces.map(|r| match r {
+        Ok(Piece::Batch(b)) => Ok(b),
+        Ok(Piece::Encoded(_)) => {
+            Err(FlightError::Tonic(Box::new(Status::internal("pre-encoded piece in a split stream"))))
+        }
+        Err(s) => Err(FlightError::Tonic(Box::new(s))),
+    });
+    FlightDataEncoderBuilder::new()
+        .with_schema(schema)
+        .with_max_flight_data_size(max)
         .build(batches)
         .map_err(|e| match e {
             FlightError::Tonic(status) => *status,
             other => Status::internal(other.to_string()),
-        });
-    stream.boxed()
+        })
+        .boxed()
+}
+
+/// Each piece as one message: segment batches, bounded in size where they are built, and
+/// pre-encoded ones sent as they are. No dictionaries reach this path (segments have none).
+fn whole(
+    schema: SchemaRef,
+    pieces: impl Stream<Item = Result<Piece, Status>> + Send + 'static,
+) -> BoxStream<FlightData> {
+    let options = IpcWriteOptions::default();
+    let head = FlightData::from(SchemaAsIpc::new(&schema, &options));
+    let generator = IpcDataGenerator::default();
+    let mut tracker = DictionaryTracker::new(false);
+    let body = pieces.map(move |r| match r? {
+        Piece::Encoded(e) => Ok(FlightData::new().with_data_header(e.header).with_data_body(e.body)),
+        Piece::Batch(b) => {
+            let (_, data) = generator
+                .encode(&b, &mut tracker, &options, &mut Default::default())
+                .map_err(|e| Status::internal(e.to_string()))?;
+            Ok(FlightData::from(data))
+        }
+    });
+    futures::stream::once(async { Ok(head) }).chain(body).boxed()
 }
 
 /// Encodes one ready batch (a Flight SQL metadata answer).

@@ -12,7 +12,7 @@ use tokio::sync::{mpsc, oneshot};
 use tokio_stream::wrappers::ReceiverStream;
 
 use crate::{
-    engine::QueryStream,
+    engine::{Encoded, Piece, QueryStream},
     error::{Error, Result},
 };
 
@@ -24,7 +24,7 @@ pub type Job = Box<dyn FnOnce(&mut Emitter) -> Result<()> + Send>;
 const CHANNEL_DEPTH: usize = 4;
 
 /// Merged batches stay under this size: gRPC clients refuse messages over 4 MiB by default
-/// (tonic, grpc-java, grpc-go). Segment batches (4096 rows) are far below it.
+/// (tonic, grpc-java, grpc-go). Segment batches (12,288 rows, ~1.7 MB of TLC trips) fit under it.
 const MESSAGE_BYTES: usize = 2 * 1024 * 1024;
 
 /// About how many rows of `schema` fit in `bytes` (variable-width values counted as 32 bytes).
@@ -36,7 +36,7 @@ fn rows_within(schema: &Schema, bytes: usize) -> usize {
 /// The job's side of the stream.
 pub struct Emitter {
     schema_tx: Option<oneshot::Sender<Result<SchemaRef>>>,
-    tx: mpsc::Sender<Result<RecordBatch>>,
+    tx: mpsc::Sender<Result<Piece>>,
     coalescer: Option<BatchCoalescer>,
     schema: Option<SchemaRef>,
     batch_rows: usize,
@@ -98,8 +98,28 @@ impl Emitter {
     fn send(&self, batch: RecordBatch) -> bool {
         let Some(schema) = &self.schema else { return false };
         // Coalesced batches carry the plain schema; the stream's schema has the metadata.
-        let batch = batch.with_schema(schema.clone()).map_err(Error::from);
+        let batch = batch.with_schema(schema.clone()).map(Piece::Batch).map_err(Error::from);
         self.tx.blocking_send(batch).is_ok()
+    }
+
+    /// Sends a whole segment batch already in IPC form (`batch` is the same rows, decoded, for
+    /// when the limit cuts it). The caller guarantees its columns are exactly the stream's.
+    pub fn push_encoded(&mut self, batch: RecordBatch, encoded: Encoded) -> Result<bool> {
+        if (batch.num_rows() as u64) > self.remaining {
+            return self.push(batch);
+        }
+        // Rows merged before this one go first.
+        if let Some(c) = self.coalescer.as_mut() {
+            c.finish_buffered_batch()?;
+        }
+        if !self.drain() {
+            return Ok(false);
+        }
+        self.remaining -= batch.num_rows() as u64;
+        if self.tx.blocking_send(Ok(Piece::Encoded(encoded))).is_err() {
+            return Ok(false);
+        }
+        Ok(self.remaining > 0)
     }
 
     fn finish(&mut self) -> Result<()> {
@@ -113,7 +133,7 @@ impl Emitter {
 
 /// Starts `job` on the blocking pool and returns once its schema is known.
 pub async fn run(job: Job, batch_rows: usize, schema_only: bool) -> Result<QueryStream> {
-    let (tx, rx) = mpsc::channel(CHANNEL_DEPTH);
+    let (tx, rx) = mpsc::channel::<Result<Piece>>(CHANNEL_DEPTH);
     let (schema_tx, schema_rx) = oneshot::channel();
     tokio::task::spawn_blocking(move || {
         let _active = crate::metrics::ActiveGuard::new();
@@ -138,5 +158,5 @@ pub async fn run(job: Job, batch_rows: usize, schema_only: bool) -> Result<Query
     let schema = schema_rx.await.map_err(|_| Error::internal("query ended before its schema"))??;
     // Batches are bounded above (segment batches or merged ones under MESSAGE_BYTES) and are views
     // into mapped segments, whose memory size would over-count: send them whole.
-    Ok(QueryStream { schema: Arc::clone(&schema), batches: ReceiverStream::new(rx), max_message_bytes: None })
+    Ok(QueryStream { schema: Arc::clone(&schema), batches: Box::pin(ReceiverStream::new(rx)), max_message_bytes: None })
 }

@@ -35,10 +35,13 @@ use serde::{Deserialize, Serialize};
 
 pub use build::{build, OUTLIER_COLUMN};
 
-use crate::error::{Error, Result};
+use crate::{
+    engine::Encoded,
+    error::{Error, Result},
+};
 
 /// Rows per record batch inside a group (the last batch of a group may be shorter).
-pub const CHUNK_ROWS: usize = 4096;
+pub const CHUNK_ROWS: usize = 12288;
 /// Microseconds per day.
 pub const DAY_US: i64 = 86_400_000_000;
 /// Footer metadata key of the group index.
@@ -89,10 +92,15 @@ pub enum Cover {
 /// Bytes `[offset, offset + len)` of a file as an Arrow buffer over a read-only shared mapping,
 /// unmapped when the last array using it is dropped. `populate` faults every page in at once (for
 /// a batch about to be sent whole); without it only the pages read are (for binary searches).
-#[allow(unsafe_code)]
 fn map(file: &File, offset: u64, len: usize, populate: bool) -> Result<Buffer> {
+    map_bytes(file, offset, len, populate).map(Buffer::from)
+}
+
+/// The same mapping as [`map`], as `Bytes` (for sending the stored IPC messages as they are).
+#[allow(unsafe_code)]
+fn map_bytes(file: &File, offset: u64, len: usize, populate: bool) -> Result<bytes::Bytes> {
     if len == 0 {
-        return Ok(Buffer::from(Vec::<u8>::new()));
+        return Ok(bytes::Bytes::new());
     }
     let start = offset - offset % page_size();
     // SAFETY: segment files are written once under a temporary name, renamed into place and
@@ -104,7 +112,7 @@ fn map(file: &File, offset: u64, len: usize, populate: bool) -> Result<Buffer> {
         options.populate();
     }
     let mmap = unsafe { options.map(file) }.map_err(Error::internal)?;
-    Ok(Buffer::from(bytes::Bytes::from_owner(mmap)).slice((offset - start) as usize))
+    Ok(bytes::Bytes::from_owner(mmap).slice((offset - start) as usize..))
 }
 
 fn page_size() -> u64 {
@@ -191,6 +199,30 @@ impl Mapped<'_> {
         let len = block.metaDataLength() as usize + block.bodyLength() as usize;
         let buf = map(&self.segment.data, block.offset() as u64, len, true)?;
         self.segment.decoder.read_record_batch(block, &buf)?.ok_or_else(|| Error::internal("empty segment block"))
+    }
+
+    /// Group `g`'s batches whole, each decoded and also as its IPC message (flatbuffer header and
+    /// body, straight from the mapping), for sending without re-encoding.
+    pub fn read_encoded(&self, g: &Group) -> impl Iterator<Item = Result<(RecordBatch, Encoded)>> + '_ {
+        let first = g.first_batch as usize;
+        (0..(g.rows as usize).div_ceil(CHUNK_ROWS)).map(move |b| self.encoded(first + b))
+    }
+
+    fn encoded(&self, i: usize) -> Result<(RecordBatch, Encoded)> {
+        let block =
+            self.segment.blocks.get(i).ok_or_else(|| Error::internal(format!("segment batch {i} out of range")))?;
+        let (meta, body) = (block.metaDataLength() as usize, block.bodyLength() as usize);
+        let bytes = map_bytes(&self.segment.data, block.offset() as u64, meta + body, true)?;
+        let batch = self
+            .segment
+            .decoder
+            .read_record_batch(block, &Buffer::from(bytes.clone()))?
+            .ok_or_else(|| Error::internal("empty segment block"))?;
+        // The block's metadata: [0xFFFFFFFF continuation] [i32 length] [flatbuffer Message, padded].
+        let prefix = if bytes.get(..4) == Some(&[0xff; 4][..]) { 8 } else { 4 };
+        let header = bytes.slice(prefix.min(meta)..meta);
+        let encoded = Encoded { rows: batch.num_rows(), header, body: bytes.slice(meta..meta + body) };
+        Ok((batch, encoded))
     }
 
     /// Rows `[lo, hi)` of group `g` as record batches of at most [`CHUNK_ROWS`], read lazily.
