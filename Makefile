@@ -38,6 +38,7 @@ test: libduckdb venv
 bench: build venv
 	cargo bench --bench do_get
 	BRIDGE_BIN=$(CURDIR)/$(BIN) $(PY) benches/e2e.py
+	BRIDGE_BIN=$(CURDIR)/$(BIN) $(PY) benches/bulk_cpu.py
 
 # The long load run (the CI-sized one is part of `make test`).
 load: build venv
