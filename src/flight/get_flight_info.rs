@@ -32,8 +32,10 @@ pub async fn get_flight_info(state: &AppState, desc: FlightDescriptor) -> Result
     if let Some(cmd) = sql::command(&desc.cmd).filter(|_| desc.r#type() == DescriptorType::Cmd) {
         return sql::flight_info(state, cmd, desc).await;
     }
-    let t = command(&desc)?;
+    let mut t = command(&desc)?;
     let schema = schema_of(state, t.clone()).await?;
+    // A fresh id per call: CancelFlightInfo on this FlightInfo stops exactly this DoGet.
+    t.call_id = rand::random::<[u8; 16]>().to_vec();
     let endpoint = FlightEndpoint::new().with_ticket(FlightTicket::new(ticket::encode(&t)));
     FlightInfo::new()
         .try_with_schema(&schema)

@@ -142,7 +142,7 @@ fn from_json(bytes: &[u8]) -> Result<Ticket> {
         }),
         _ => Query::Sql(Sql { sql: f.sql, parameters: Vec::new() }),
     };
-    Ok(Ticket { query: Some(query) })
+    Ok(Ticket { query: Some(query), call_id: Vec::new() })
 }
 
 #[cfg(test)]

@@ -1,4 +1,5 @@
 """Flight SQL on the same port, through real ADBC clients, checked against DuckDB-Python."""
+import json
 import math
 
 import adbc_driver_flightsql.dbapi as flightsql
@@ -205,6 +206,14 @@ def test_types_round_trip_with_the_documented_mapping(conn):
 
 # --- cancel -------------------------------------------------------------------------------------
 
+def _run(client, ticket, errors, options=None):
+    import pyarrow.flight as flight
+    try:
+        client.do_get(ticket, options).read_all()
+    except flight.FlightError as e:
+        errors.append(e)
+
+
 def test_cancel_flight_info_stops_the_query_within_a_second(data_dir, tmp_path):
     import threading
     import time
@@ -248,6 +257,24 @@ def test_cancel_flight_info_stops_the_query_within_a_second(data_dir, tmp_path):
         # SIGINT, so the rest of this reader is left unread).
         wait_until(lambda: active() == 0, timeout=1.0, what="the server to stop the streaming query")
         assert metric(http(b.admin + "/metrics")[1], "bridge_queries_cancelled_total") == 2
+        # A plain ticket's FlightInfo: cancelling it stops the DoGet of its endpoint, not another
+        # client's DoGet of the same JSON ticket.
+        slow_json = json.dumps({"query": "sql", "sql": "SELECT sum(i) AS s FROM range(1000000000000) t(i)"}).encode()
+        info = b.client.get_flight_info(flight.FlightDescriptor.for_command(slow_json))
+        mine, other = [], []
+        a = threading.Thread(target=lambda: _run(b.client, info.endpoints[0].ticket, mine))
+        c = threading.Thread(target=lambda: _run(b.client, flight.Ticket(slow_json), other,
+                                                 flight.FlightCallOptions(timeout=4)))
+        a.start()
+        c.start()
+        wait_until(lambda: active() == 2, what="both queries to be running")
+        assert cancel_flight_info(b.client, info) == 1
+        wait_until(lambda: active() == 1, timeout=1.0, what="the server to stop the cancelled one")
+        a.join(timeout=5)
+        assert isinstance(mine[0], flight.FlightCancelledError), mine
+        assert not other, "the other client's query was cancelled too"
+        c.join(timeout=10)
+        assert isinstance(other[0], flight.FlightTimedOutError), other  # its own deadline
         assert b.get({"query": "p90", "dataset": "yellow", "output": "summary"}).num_rows == 1
     finally:
         b.stop()

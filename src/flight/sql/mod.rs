@@ -51,7 +51,7 @@ fn read_only(what: &str) -> Status {
 }
 
 fn run(statement: Sql) -> Answer {
-    Answer::Statement(Ticket { query: Some(Query::Sql(statement)) })
+    Answer::Statement(Ticket { query: Some(Query::Sql(statement)), call_id: Vec::new() })
 }
 
 /// The datasets as (name, schema), for GetTables.
@@ -143,7 +143,7 @@ pub async fn flight_info(state: &AppState, cmd: Command, desc: FlightDescriptor)
     let command_ticket = cmd.clone().into_any().encode_to_vec();
     let answer = answer(state, cmd)?;
     let ticket = match &answer {
-        Answer::Statement(Ticket { query: Some(Query::Sql(s)) }) => handle::ticket(s.clone()),
+        Answer::Statement(Ticket { query: Some(Query::Sql(s)), .. }) => handle::ticket(s.clone()),
         _ => command_ticket,
     };
     let schema = schema_of(state, answer).await?;
@@ -172,8 +172,11 @@ mod tests {
         let q = CommandStatementQuery { query: "SELECT 1".into(), transaction_id: None };
         assert!(matches!(command(&q.as_any().encode_to_vec()), Some(Command::CommandStatementQuery(_))));
         assert!(command(br#"{"query":"sql","sql":"SELECT 1"}"#).is_none());
-        let own =
-            Ticket { query: Some(Query::Sql(Sql { sql: "SELECT 1".into(), parameters: Vec::new() })) }.encode_to_vec();
+        let own = Ticket {
+            query: Some(Query::Sql(Sql { sql: "SELECT 1".into(), parameters: Vec::new() })),
+            call_id: Vec::new(),
+        }
+        .encode_to_vec();
         assert!(command(&own).is_none());
     }
 }

@@ -56,7 +56,8 @@ pub async fn create(state: &AppState, body: &[u8]) -> Result<Vec<u8>, Status> {
 /// The statement's result schema and its parameters (positional, typed NULL: DuckDB infers a
 /// parameter's type from the bound value).
 async fn describe(state: &AppState, statement: Sql) -> Result<(Schema, Schema), Status> {
-    let ticket = crate::proto::Ticket { query: Some(crate::proto::ticket::Query::Sql(statement.clone())) };
+    let ticket =
+        crate::proto::Ticket { query: Some(crate::proto::ticket::Query::Sql(statement.clone())), call_id: Vec::new() };
     let schema = super::super::get_flight_info::schema_of(state, ticket).await?;
     let n = parameter_count(state, statement.sql).await?;
     let fields: Vec<Field> = (1..=n).map(|i| Field::new(format!("${i}"), DataType::Null, true)).collect();
