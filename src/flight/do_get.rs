@@ -22,7 +22,7 @@ pub async fn do_get(
     let registration = state.running().register(t.ticket.clone());
     let ticket = match sql::command(&t.ticket) {
         Some(cmd) => match sql::answer(state, cmd).inspect_err(|s| count_refusal("flight_sql", s))? {
-            sql::Answer::Statement(statement) => statement,
+            sql::Answer::Statement(statement) => *statement,
             sql::Answer::Batch(batch) => return Ok(encode_batch(batch)),
         },
         None => ticket::try_decode(&t.ticket).map_err(Status::from).inspect_err(|s| count_refusal("invalid", s))?,

@@ -42,7 +42,7 @@ pub fn command(bytes: &[u8]) -> Option<Command> {
 /// What a command's DoGet runs: a SQL statement (through the normal query path) or a metadata
 /// batch built here.
 pub enum Answer {
-    Statement(Ticket),
+    Statement(Box<Ticket>),
     Batch(RecordBatch),
 }
 
@@ -51,7 +51,7 @@ fn read_only(what: &str) -> Status {
 }
 
 fn run(statement: Sql) -> Answer {
-    Answer::Statement(Ticket { query: Some(Query::Sql(statement)), call_id: Vec::new() })
+    Answer::Statement(Box::new(Ticket { query: Some(Query::Sql(statement)), call_id: Vec::new() }))
 }
 
 /// The datasets as (name, schema), for GetTables.
@@ -133,7 +133,7 @@ fn key_schema() -> SchemaRef {
 async fn schema_of(state: &AppState, answer: Answer) -> Result<SchemaRef, Status> {
     match answer {
         Answer::Batch(b) => Ok(b.schema()),
-        Answer::Statement(t) => super::get_flight_info::schema_of(state, t).await,
+        Answer::Statement(t) => super::get_flight_info::schema_of(state, *t).await,
     }
 }
 
@@ -143,8 +143,11 @@ pub async fn flight_info(state: &AppState, cmd: Command, desc: FlightDescriptor)
     let command_ticket = cmd.clone().into_any().encode_to_vec();
     let answer = answer(state, cmd)?;
     let ticket = match &answer {
-        Answer::Statement(Ticket { query: Some(Query::Sql(s)), .. }) => handle::ticket(s.clone()),
-        _ => command_ticket,
+        Answer::Statement(t) => match &t.query {
+            Some(Query::Sql(s)) => handle::ticket(s.clone()),
+            _ => command_ticket,
+        },
+        Answer::Batch(_) => command_ticket,
     };
     let schema = schema_of(state, answer).await?;
     let endpoint = FlightEndpoint::new().with_ticket(FlightTicket::new(ticket));
