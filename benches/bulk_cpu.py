@@ -7,18 +7,11 @@ Env: BENCH_ROWS (default 3,000,000), BENCH_RUNS (default 9). Prints medians.
 import json
 import os
 import statistics
-import sys
-import tempfile
 import time
-from pathlib import Path
 
 import pyarrow.flight as flight
 
-sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "tests" / "python"))
-from conftest import Bridge, Service, generate  # noqa: E402
-
-ROWS = int(os.environ.get("BENCH_ROWS", 3_000_000))
-RUNS = int(os.environ.get("BENCH_RUNS", 9))
+from servers import ROWS, RUNS, bridge_and_peer
 
 
 def cpu_seconds(pid):
@@ -41,26 +34,17 @@ def measure(client, pid, ticket):
 
 
 def main():
-    with tempfile.TemporaryDirectory() as tmp:
-        data = Path(tmp) / "yellow"
-        files = generate(data, ["2024-01"], rows=ROWS)
-        bridge = Bridge([f"yellow={data}/*.parquet"], Path(tmp) / "cache", memory_limit="4GB")
-        peer = Service([sys.executable, str(Path(__file__).parent / "peer_server.py"), *map(str, files)])
-        peer_client = flight.connect("grpc://" + peer.wait_for(r"grpc://([0-9.]+:\d+)").group(1))
-        try:
-            print(f"\n{ROWS:,} rows, {RUNS} runs each, medians, 127.0.0.1, {os.cpu_count()} cores\n")
-            print("| server | wall | MB/s | server CPU | client CPU |")
-            print("|---|---:|---:|---:|---:|")
-            for name, client, pid, ticket in [
-                ("Bridge `scan` ticket", bridge.client, bridge.proc.pid, {"query": "scan", "dataset": "yellow"}),
-                ("ceiling: Arrow C++ from RAM", peer_client, peer.proc.pid, {"query": "memory"}),
-            ]:
-                wall, server, client_cpu, nbytes = measure(client, pid, ticket)
-                print(f"| {name} | {wall*1e3:.0f} ms | {nbytes/wall/1e6:,.0f} | {server:.2f} s | {client_cpu:.2f} s |",
-                      flush=True)
-        finally:
-            bridge.stop()
-            peer.stop()
+    with bridge_and_peer() as (bridge, peer, peer_client):
+        print(f"\n{ROWS:,} rows, {RUNS} runs each, medians, 127.0.0.1, {os.cpu_count()} cores\n")
+        print("| server | wall | MB/s | server CPU | client CPU |")
+        print("|---|---:|---:|---:|---:|")
+        for name, client, pid, ticket in [
+            ("Bridge `scan` ticket", bridge.client, bridge.proc.pid, {"query": "scan", "dataset": "yellow"}),
+            ("ceiling: Arrow C++ from RAM", peer_client, peer.proc.pid, {"query": "memory"}),
+        ]:
+            wall, server, client_cpu, nbytes = measure(client, pid, ticket)
+            print(f"| {name} | {wall*1e3:.0f} ms | {nbytes/wall/1e6:,.0f} | {server:.2f} s | {client_cpu:.2f} s |",
+                  flush=True)
 
 
 if __name__ == "__main__":

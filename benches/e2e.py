@@ -7,18 +7,12 @@ Prints a Markdown table of p50/p95 latency per ticket and the ratio peer/Bridge 
 import json
 import os
 import statistics
-import sys
-import tempfile
 import time
-from pathlib import Path
 
 import pyarrow.flight as flight
 
-sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "tests" / "python"))
-from conftest import Bridge, Service, generate  # noqa: E402
+from servers import ROWS, RUNS, bridge_and_peer
 
-ROWS = int(os.environ.get("BENCH_ROWS", 3_000_000))
-RUNS = int(os.environ.get("BENCH_RUNS", 9))
 TICKETS = [
     ("p90 month", {"query": "p90", "dataset": "yellow", "from": "2024-01-01", "to": "2024-02-01"}),
     ("p90 day", {"query": "p90", "dataset": "yellow", "from": "2024-01-17", "to": "2024-01-18"}),
@@ -42,31 +36,22 @@ def measure(client, ticket):
 
 
 def main():
-    with tempfile.TemporaryDirectory() as tmp:
-        data = Path(tmp) / "yellow"
-        files = generate(data, ["2024-01"], rows=ROWS)
-        bridge = Bridge([f"yellow={data}/*.parquet"], Path(tmp) / "cache", memory_limit="4GB")
-        peer = Service([sys.executable, str(Path(__file__).parent / "peer_server.py"), *map(str, files)])
-        peer_client = flight.connect("grpc://" + peer.wait_for(r"grpc://([0-9.]+:\d+)").group(1))
-        try:
-            print(f"\n{ROWS:,} rows in one month, {RUNS} runs each, 127.0.0.1, {os.cpu_count()} cores\n")
-            print("| ticket | rows | Bridge p50 | Bridge p95 | peer p50 | peer p95 | peer/Bridge (p50) | Bridge MB/s |")
-            print("|---|---:|---:|---:|---:|---:|---:|---:|")
-            for name, ticket in TICKETS:
-                b50, b95, nbytes, rows = measure(bridge.client, ticket)
-                p50, p95, _, prows = measure(peer_client, ticket)
-                assert rows == prows, f"{name}: Bridge returned {rows} rows, the peer {prows}"
-                print(f"| {name} | {rows:,} | {b50*1e3:.1f} ms | {b95*1e3:.1f} ms | {p50*1e3:.1f} ms | {p95*1e3:.1f} ms "
-                      f"| {p50/b50:.2f}x | {nbytes/b50/1e6:,.0f} |", flush=True)
-                if name == "bulk scan ticket":
-                    scan = nbytes / b50
-            c50, c95, cbytes, _ = measure(peer_client, {"query": "memory"})
-            print(f"\nLoopback ceiling (Arrow C++ Flight server streaming the month from RAM, same client): "
-                  f"p50 {c50*1e3:.1f} ms, p95 {c95*1e3:.1f} ms, {cbytes/c50/1e6:,.0f} MB/s; "
-                  f"the scan ticket reaches {scan/(cbytes/c50):.0%} of it.", flush=True)
-        finally:
-            bridge.stop()
-            peer.stop()
+    with bridge_and_peer() as (bridge, _peer, peer_client):
+        print(f"\n{ROWS:,} rows in one month, {RUNS} runs each, 127.0.0.1, {os.cpu_count()} cores\n")
+        print("| ticket | rows | Bridge p50 | Bridge p95 | peer p50 | peer p95 | peer/Bridge (p50) | Bridge MB/s |")
+        print("|---|---:|---:|---:|---:|---:|---:|---:|")
+        for name, ticket in TICKETS:
+            b50, b95, nbytes, rows = measure(bridge.client, ticket)
+            p50, p95, _, prows = measure(peer_client, ticket)
+            assert rows == prows, f"{name}: Bridge returned {rows} rows, the peer {prows}"
+            print(f"| {name} | {rows:,} | {b50*1e3:.1f} ms | {b95*1e3:.1f} ms | {p50*1e3:.1f} ms | {p95*1e3:.1f} ms "
+                  f"| {p50/b50:.2f}x | {nbytes/b50/1e6:,.0f} |", flush=True)
+            if name == "bulk scan ticket":
+                scan = nbytes / b50
+        c50, c95, cbytes, _ = measure(peer_client, {"query": "memory"})
+        print(f"\nLoopback ceiling (Arrow C++ Flight server streaming the month from RAM, same client): "
+              f"p50 {c50*1e3:.1f} ms, p95 {c95*1e3:.1f} ms, {cbytes/c50/1e6:,.0f} MB/s; "
+              f"the scan ticket reaches {scan/(cbytes/c50):.0%} of it.", flush=True)
 
 
 if __name__ == "__main__":
