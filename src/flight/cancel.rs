@@ -1,8 +1,8 @@
 //! CancelFlightInfo: the DoGets in flight, by ticket, so a client can stop a query it started.
 //!
-//! Flight SQL statement tickets carry a fresh id from each GetFlightInfo (see `sql::handle`), so
-//! cancelling a FlightInfo stops exactly the query its endpoint started. Plain Bridge tickets
-//! carry no id: cancelling one stops every running DoGet of the same ticket bytes.
+//! Every ticket GetFlightInfo hands out carries a fresh id (the statement handle's for Flight SQL,
+//! `call_id` for Bridge tickets), so cancelling a FlightInfo stops exactly the query its endpoint
+//! started.
 
 use std::{
     collections::HashMap,

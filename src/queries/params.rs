@@ -4,8 +4,8 @@
 
 use arrow::{
     array::{
-        Array, AsArray, BooleanArray, Date32Array, Date64Array, Decimal128Array, Float16Array, Float32Array,
-        Float64Array, RecordBatch,
+        Array, AsArray, Date32Array, Date64Array, Decimal128Array, Float16Array, Float32Array, Float64Array,
+        RecordBatch,
     },
     datatypes::{
         DataType, Int16Type, Int32Type, Int64Type, Int8Type, TimeUnit as ArrowUnit, TimestampMicrosecondType,
@@ -56,10 +56,9 @@ fn value(a: &dyn Array, i: usize) -> Result<Value> {
     if a.is_null(i) {
         return Ok(Value::Null);
     }
-    let any = a.as_any();
     Ok(match a.data_type() {
         DataType::Null => Value::Null,
-        DataType::Boolean => Value::Boolean(any.downcast_ref::<BooleanArray>().map(|b| b.value(i)).unwrap_or(false)),
+        DataType::Boolean => Value::Boolean(a.as_boolean().value(i)),
         DataType::Int8 => Value::TinyInt(a.as_primitive::<Int8Type>().value(i)),
         DataType::Int16 => Value::SmallInt(a.as_primitive::<Int16Type>().value(i)),
         DataType::Int32 => Value::Int(a.as_primitive::<Int32Type>().value(i)),

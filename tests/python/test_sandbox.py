@@ -99,18 +99,14 @@ def attempts(outside, data_dir, bridge_cache):
     return [a.format(**values) for a in ATTEMPTS]
 
 
-def test_at_least_forty_escape_attempts():
-    assert len(ATTEMPTS) >= 40
-
-
 def snapshot(*dirs):
     return {d: sorted(str(p) for p in d.rglob("*")) for d in dirs}
 
 
 def test_every_escape_is_refused_over_flight_sql_and_tickets(bridge, data_dir, outside):
+    assert len(ATTEMPTS) >= 40, "the issue asks for at least 40 attempts"
     before = snapshot(outside, data_dir)
     conn = flightsql.connect(f"grpc://{bridge.addr}")
-    refused = []
     for sql in attempts(outside, data_dir, bridge.cache_dir):
         with conn.cursor() as cur:
             with pytest.raises(Exception) as adbc_err:
@@ -122,9 +118,7 @@ def test_every_escape_is_refused_over_flight_sql_and_tickets(bridge, data_dir, o
             bridge.client.do_get(flight.Ticket(ticket)).read_all()
         for err in (adbc_err.value, ticket_err.value):
             assert SECRET not in str(err), sql
-        refused.append(sql)
     conn.close()
-    assert len(refused) == len(ATTEMPTS)
     assert snapshot(outside, data_dir) == before, "a file appeared or disappeared"
     # The server is still healthy and still answers legitimate SQL.
     assert bridge.get({"query": "sql", "sql": "SELECT count(*) AS n FROM yellow"}).column("n")[0].as_py() > 0

@@ -64,15 +64,10 @@ async fn describe(state: &AppState, statement: Sql) -> Result<(Schema, Schema), 
     Ok((schema.as_ref().clone(), Schema::new(fields)))
 }
 
+/// How many `?`s `sql` takes. Only called once the guard has passed it (in `schema_of`).
 async fn parameter_count(state: &AppState, sql: String) -> Result<usize, Status> {
     let engine = state.catalog().engine().clone();
-    let datasets: Vec<String> = state.catalog().datasets().map(|d| d.name.clone()).collect();
-    Ok(engine
-        .with_conn(move |conn| {
-            queries::guard::check(conn, &sql, &datasets)?;
-            Ok(conn.prepare(&sql)?.parameter_count())
-        })
-        .await?)
+    Ok(engine.with_conn(move |conn| Ok(conn.prepare(&sql)?.parameter_count())).await?)
 }
 
 /// ClosePreparedStatement: nothing is held, but the handle must be one of ours.
