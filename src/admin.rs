@@ -1,5 +1,7 @@
 //! The admin HTTP port: `/metrics` (Prometheus text), `/healthz` (the process answers) and
-//! `/readyz` (every dataset has a first manifest).
+//! `/readyz`: 200 once every dataset can answer — it has published at least one file, or its
+//! first pass ended with a successful listing (an empty location is ready, with nothing in it).
+//! While a dataset loads the body says how far it is.
 
 use std::future::Future;
 
@@ -16,16 +18,16 @@ async fn ready(State(state): State<AppState>) -> (StatusCode, String) {
     let waiting: Vec<String> = state
         .catalog()
         .datasets()
-        .filter(|d| {
+        .filter_map(|d| {
             let s = d.snapshot();
-            !(s.version > 0 || (s.last_listing.is_some() && s.last_error.is_none()))
+            let ready = !s.files.is_empty() || (!s.progress.loading && s.last_error.is_none());
+            (!ready).then(|| format!("{} ({})", d.name, s.progress.describe()))
         })
-        .map(|d| d.name.clone())
         .collect();
     if waiting.is_empty() {
         (StatusCode::OK, "ready\n".into())
     } else {
-        (StatusCode::SERVICE_UNAVAILABLE, format!("waiting for a first manifest: {}\n", waiting.join(", ")))
+        (StatusCode::SERVICE_UNAVAILABLE, format!("waiting for a first file: {}\n", waiting.join(", ")))
     }
 }
 

@@ -64,6 +64,12 @@ pub struct Config {
     /// yellow=10s. Repeat for more datasets (comma-separated in the env var).
     #[arg(long = "dataset-refresh", env = "BRIDGE_DATASET_REFRESH", value_delimiter = ',', value_parser = parse_refresh)]
     pub dataset_refresh: Vec<(String, Duration)>,
+    /// Read a file's column under another name: [DATASET.]FROM=TO, e.g.
+    /// green.lpep_pickup_datetime=tpep_pickup_datetime (matched case-insensitively; without
+    /// DATASET it applies to every dataset). Applied before the built-in TLC era names. Repeat
+    /// for more (comma-separated in the env var).
+    #[arg(long = "column-alias", env = "BRIDGE_COLUMN_ALIASES", value_delimiter = ',')]
+    pub column_aliases: Vec<crate::tlc::Alias>,
     /// Longest a ticket's `min_version` waits for the dataset to reach that manifest version.
     #[arg(long, env = "BRIDGE_MIN_VERSION_WAIT", default_value = "10s", value_parser = parse_duration)]
     pub min_version_wait: Duration,
@@ -167,6 +173,7 @@ impl Default for Config {
             cache_dir: PathBuf::from("./.cache/bridge"),
             refresh_interval: Duration::from_secs(1),
             dataset_refresh: Vec::new(),
+            column_aliases: Vec::new(),
             min_version_wait: Duration::from_secs(10),
             duckdb_memory_limit: "4GB".into(),
             duckdb_threads: None,

@@ -1,14 +1,20 @@
 //! `bridge gen`: deterministic, TLC-shaped yellow-taxi months.
 //!
 //! There is no real TLC data offline, so Bridge makes its own. Each month is one Parquet file named
-//! like the real ones (`yellow_tripdata_2024-03.parquet`) with the real column names and the
-//! per-year type drift:
+//! like the real ones (`yellow_tripdata_2024-03.parquet`) with the real column names, the three
+//! layouts of the real bucket and the per-year type drift:
 //!
-//! | year   | ids (VendorID, PU/DOLocationID) | passenger_count, RatecodeID | airport fee column | extra |
-//! |--------|---------------------------------|-----------------------------|--------------------|-------|
-//! | ≤ 2023 | int64                           | double                      | `airport_fee`      |       |
-//! | 2024   | int32                           | int64                       | `Airport_fee`      |       |
-//! | ≥ 2025 | int32                           | int64                       | `Airport_fee`      | `cbd_congestion_fee` |
+//! | year      | layout |
+//! |-----------|--------|
+//! | 2009      | `vendor_name` (VTS/CMT/DDS), `Trip_Pickup_DateTime`/`Trip_Dropoff_DateTime` as text, `Start_Lon`…`End_Lat`, `Rate_Code`, `store_and_forward`, `Payment_Type` (Credit, CASH, Cash, No Charge, Dispute), `Fare_Amt`, `surcharge`, `mta_tax`, `Tip_Amt`, `Tolls_Amt`, `Total_Amt` |
+//! | 2010      | `vendor_id`, `pickup_datetime`/`dropoff_datetime` as text, `pickup_longitude`…, `rate_code`, `store_and_fwd_flag`, `payment_type` (CRD, CSH, Cre, Cas, NOC, DIS, UNK), `fare_amount`, `surcharge`, … |
+//! | 2011–2023 | `tpep_*`; ids int64; `passenger_count`, `RatecodeID` double; `airport_fee` |
+//! | 2024      | ids int32; `passenger_count`, `RatecodeID` int64; `Airport_fee` |
+//! | ≥ 2025    | as 2024, plus `cbd_congestion_fee` |
+//!
+//! Files are as compact as the real ones: times at whole seconds, rows in pickup order within each
+//! row group, ZSTD with dictionaries (the real 2024-01 holds ~3 M rows in ~50 MB; 2009 months
+//! ~14 M rows in ~450 MB, which `--rows 14000000` gives).
 //!
 //! About 1.5 % of rows are dirty the way TLC rows are: zero or negative distances, dropoff before
 //! pickup, trips lasting days, absurd speeds and distances, NULLs, and pickups outside the month.
@@ -22,7 +28,11 @@ use arrow::{
     record_batch::RecordBatch,
 };
 use chrono::{NaiveDate, NaiveDateTime};
-use parquet::{arrow::ArrowWriter, basic::Compression, file::properties::WriterProperties};
+use parquet::{
+    arrow::ArrowWriter,
+    basic::{Compression, ZstdLevel},
+    file::properties::WriterProperties,
+};
 use rand::{rngs::StdRng, Rng, SeedableRng};
 use rand_distr::{Distribution, LogNormal, Normal};
 
@@ -70,9 +80,67 @@ impl Month {
     }
 }
 
-/// The TLC schema of a month, with that year's type drift.
+/// The 2009 layout.
+fn schema_2009() -> SchemaRef {
+    let f = |n: &str, t: DataType| Field::new(n, t, true);
+    let (s, d, i) = (DataType::Utf8, DataType::Float64, DataType::Int64);
+    Arc::new(Schema::new(vec![
+        f("vendor_name", s.clone()),
+        f("Trip_Pickup_DateTime", s.clone()),
+        f("Trip_Dropoff_DateTime", s.clone()),
+        f("Passenger_Count", i),
+        f("Trip_Distance", d.clone()),
+        f("Start_Lon", d.clone()),
+        f("Start_Lat", d.clone()),
+        f("Rate_Code", d.clone()),
+        f("store_and_forward", d.clone()),
+        f("End_Lon", d.clone()),
+        f("End_Lat", d.clone()),
+        f("Payment_Type", s),
+        f("Fare_Amt", d.clone()),
+        f("surcharge", d.clone()),
+        f("mta_tax", d.clone()),
+        f("Tip_Amt", d.clone()),
+        f("Tolls_Amt", d.clone()),
+        f("Total_Amt", d),
+    ]))
+}
+
+/// The 2010 layout.
+fn schema_2010() -> SchemaRef {
+    let f = |n: &str, t: DataType| Field::new(n, t, true);
+    let (s, d, i) = (DataType::Utf8, DataType::Float64, DataType::Int64);
+    Arc::new(Schema::new(vec![
+        f("vendor_id", s.clone()),
+        f("pickup_datetime", s.clone()),
+        f("dropoff_datetime", s.clone()),
+        f("passenger_count", i.clone()),
+        f("trip_distance", d.clone()),
+        f("pickup_longitude", d.clone()),
+        f("pickup_latitude", d.clone()),
+        f("rate_code", i),
+        f("store_and_fwd_flag", s.clone()),
+        f("dropoff_longitude", d.clone()),
+        f("dropoff_latitude", d.clone()),
+        f("payment_type", s),
+        f("fare_amount", d.clone()),
+        f("surcharge", d.clone()),
+        f("mta_tax", d.clone()),
+        f("tip_amount", d.clone()),
+        f("tolls_amount", d.clone()),
+        f("total_amount", d),
+    ]))
+}
+
+/// The TLC schema of a month: its era's layout, with that year's type drift.
 pub fn schema_for(month: Month) -> SchemaRef {
     let y = month.year;
+    if y <= 2009 {
+        return schema_2009();
+    }
+    if y == 2010 {
+        return schema_2010();
+    }
     let id = if y >= 2024 { DataType::Int32 } else { DataType::Int64 };
     let count = if y >= 2024 { DataType::Int64 } else { DataType::Float64 };
     let ts = DataType::Timestamp(TimeUnit::Microsecond, None);
@@ -126,6 +194,8 @@ struct Trip {
     congestion: Option<f64>,
     airport: Option<f64>,
     cbd: Option<f64>,
+    /// Pickup and dropoff longitude/latitude (2009–2010 only).
+    coords: [Option<f64>; 4],
 }
 
 struct TripGen {
@@ -138,6 +208,8 @@ struct TripGen {
 }
 
 const US_PER_HOUR: f64 = 3_600_000_000.0;
+/// The MTA tax started on 2009-03-01; earlier trips have none.
+const MTA_TAX_START_US: i64 = 1_235_865_600_000_000;
 
 impl TripGen {
     fn new(month: Month, seed: u64) -> Self {
@@ -157,15 +229,23 @@ impl TripGen {
 
     fn trip(&mut self) -> Trip {
         let r = &mut self.rng;
-        let pickup = self.month_start_us + r.random_range(0..self.month_len_us);
+        // Meters record whole seconds.
+        let pickup = self.month_start_us + r.random_range(0..self.month_len_us / 1_000_000) * 1_000_000;
         let mut distance = (self.distance.sample(r) * 100.0).round() / 100.0;
         distance = distance.min(60.0);
         let speed = self.speed.sample(r).clamp(3.0, 45.0);
-        let dropoff = pickup + ((distance / speed) * US_PER_HOUR) as i64 + r.random_range(30_000_000..120_000_000);
+        let dropoff = pickup + ((distance / speed) * 3600.0) as i64 * 1_000_000 + r.random_range(30..120) * 1_000_000;
         let airport = r.random_bool(0.08);
         let fare = ((3.0 + 2.5 * distance + (dropoff - pickup) as f64 / 60e6 * 0.5) * 10.0).round() / 10.0;
         let mut trip = Trip {
-            vendor: if r.random_bool(0.7) { 2 } else { 1 },
+            // 3 is DDS, a vendor of the 2009–2010 files only.
+            vendor: if self.year <= 2010 && r.random_bool(0.05) {
+                3
+            } else if r.random_bool(0.7) {
+                2
+            } else {
+                1
+            },
             pickup,
             dropoff,
             passengers: Some(*[1, 1, 1, 1, 1, 2, 2, 3, 4, 5, 6, 0].get(r.random_range(0..12)).unwrap_or(&1)),
@@ -181,7 +261,21 @@ impl TripGen {
             congestion: Some(2.5),
             airport: Some(if airport { 1.75 } else { 0.0 }),
             cbd: (self.year >= 2025).then_some(0.75),
+            coords: [None; 4],
         };
+        if self.year <= 2010 {
+            // Around Midtown, about 0.01° a mile; 2 % of old trips report (0, 0), as real ones do.
+            let lon = -73.98 + r.random_range(-0.04..0.04);
+            let lat = 40.75 + r.random_range(-0.05..0.05);
+            let dir = r.random_range(0.0..std::f64::consts::TAU);
+            let round = |v: f64| (v * 1e6).round() / 1e6;
+            trip.coords = if r.random_bool(0.02) {
+                [Some(0.0); 4]
+            } else {
+                let (dlon, dlat) = (dir.cos() * distance * 0.014, dir.sin() * distance * 0.011);
+                [Some(round(lon)), Some(round(lat)), Some(round(lon + dlon)), Some(round(lat + dlat))]
+            };
+        }
         // About 1.5 % dirty rows, each kind seen in real TLC files.
         if r.random_bool(0.015) {
             match r.random_range(0..9) {
@@ -211,9 +305,28 @@ impl TripGen {
     }
 }
 
-/// Builds one Arrow batch of `n` trips in `schema`'s types.
+#[derive(Debug, PartialEq, Eq)]
+enum Era {
+    Y2009,
+    Y2010,
+    Modern,
+}
+
+fn month_era(schema: &SchemaRef) -> Era {
+    if schema.field_with_name("vendor_name").is_ok() {
+        Era::Y2009
+    } else if schema.field_with_name("vendor_id").is_ok() {
+        Era::Y2010
+    } else {
+        Era::Modern
+    }
+}
+
+/// Builds one Arrow batch of `n` trips in `schema`'s types, in pickup order (as the real files
+/// are, roughly: they are written by meter upload time).
 fn batch(gen: &mut TripGen, schema: &SchemaRef, n: usize) -> RecordBatch {
-    let trips: Vec<Trip> = (0..n).map(|_| gen.trip()).collect();
+    let mut trips: Vec<Trip> = (0..n).map(|_| gen.trip()).collect();
+    trips.sort_by_key(|t| t.pickup);
     let int = |dt: &DataType, v: &dyn Fn(&Trip) -> Option<i64>| -> ArrayRef {
         if *dt == DataType::Int32 {
             let mut b = Int32Builder::with_capacity(n);
@@ -244,6 +357,19 @@ fn batch(gen: &mut TripGen, schema: &SchemaRef, n: usize) -> RecordBatch {
         trips.iter().for_each(|t| b.append_value(v(t)));
         Arc::new(b.finish())
     };
+    let text = |v: &dyn Fn(&Trip) -> Option<String>| -> ArrayRef {
+        let mut b = StringBuilder::with_capacity(n, n * 8);
+        trips.iter().for_each(|t| b.append_option(v(t)));
+        Arc::new(b.finish())
+    };
+    // 2009–2010 times are text, `YYYY-MM-DD HH:MM:SS`.
+    let time_text = |us: i64| {
+        chrono::DateTime::from_timestamp_micros(us).map(|t| t.naive_utc().format("%Y-%m-%d %H:%M:%S").to_string())
+    };
+    let vendor_text = |t: &Trip| Some(["CMT", "VTS", "DDS"][(t.vendor as usize).clamp(1, 3) - 1].to_string());
+    let fare_total = |t: &Trip| t.fare + 1.5 + 1.0 + t.tip + t.tolls + t.congestion.unwrap_or(0.0) + t.airport.unwrap_or(0.0);
+    let old_total = |t: &Trip| ((t.fare + 0.5 + 0.5 + t.tip + t.tolls) * 100.0).round() / 100.0;
+    let era = month_era(schema);
     let columns: Vec<ArrayRef> = schema
         .fields()
         .iter()
@@ -256,23 +382,52 @@ fn batch(gen: &mut TripGen, schema: &SchemaRef, n: usize) -> RecordBatch {
                 "passenger_count" => num(dt, &|t| t.passengers),
                 "trip_distance" => float(&|t| Some(t.distance)),
                 "RatecodeID" => num(dt, &|t| t.ratecode),
-                "store_and_fwd_flag" => {
+                "store_and_fwd_flag" if era == Era::Modern => {
                     let mut b = StringBuilder::with_capacity(n, n);
                     trips.iter().for_each(|t| b.append_option(t.flag));
                     Arc::new(b.finish())
                 }
                 "PULocationID" => int(dt, &|t| Some(t.pu)),
                 "DOLocationID" => int(dt, &|t| Some(t.do_)),
-                "payment_type" => int(dt, &|t| Some(t.payment)),
+                "payment_type" if era == Era::Modern => int(dt, &|t| Some(t.payment)),
                 "fare_amount" => float(&|t| Some(t.fare)),
                 "extra" => float(&|_| Some(1.0)),
-                "mta_tax" => float(&|_| Some(0.5)),
+                "mta_tax" => float(&|t| (t.pickup >= MTA_TAX_START_US).then_some(0.5)),
                 "tip_amount" => float(&|t| Some(t.tip)),
                 "tolls_amount" => float(&|t| Some(t.tolls)),
                 "improvement_surcharge" => float(&|_| Some(1.0)),
-                "total_amount" => float(&|t| {
-                    Some(t.fare + 1.5 + 1.0 + t.tip + t.tolls + t.congestion.unwrap_or(0.0) + t.airport.unwrap_or(0.0))
+                "total_amount" if era == Era::Y2010 => float(&|t| Some(old_total(t))),
+                "total_amount" => float(&|t| Some(fare_total(t))),
+                // 2009 and 2010
+                "vendor_name" | "vendor_id" => text(&vendor_text),
+                "Trip_Pickup_DateTime" | "pickup_datetime" => text(&|t| time_text(t.pickup)),
+                "Trip_Dropoff_DateTime" | "dropoff_datetime" => text(&|t| time_text(t.dropoff)),
+                "Passenger_Count" => int(dt, &|t| t.passengers),
+                "Trip_Distance" => float(&|t| Some(t.distance)),
+                "Start_Lon" | "pickup_longitude" => float(&|t| t.coords[0]),
+                "Start_Lat" | "pickup_latitude" => float(&|t| t.coords[1]),
+                "End_Lon" | "dropoff_longitude" => float(&|t| t.coords[2]),
+                "End_Lat" | "dropoff_latitude" => float(&|t| t.coords[3]),
+                // Mostly empty in the old files.
+                "Rate_Code" => float(&|t| t.ratecode.filter(|c| *c != 1).map(|c| c as f64)),
+                "rate_code" => int(dt, &|t| t.ratecode),
+                "store_and_forward" => float(&|t| t.flag.filter(|f| *f == "Y").map(|_| 1.0)),
+                "store_and_fwd_flag" if era == Era::Y2010 => {
+                    text(&|t| t.flag.filter(|f| *f == "Y").map(|_| "1".to_string()))
+                }
+                "Payment_Type" => text(&|t| {
+                    Some(["Credit", "CASH", "No Charge", "Dispute"][(t.payment as usize).clamp(1, 4) - 1].to_string())
+                        .map(|p| if p == "CASH" && t.pickup % 3_000_000 == 0 { "Cash".to_string() } else { p })
                 }),
+                "payment_type" if era == Era::Y2010 => text(&|t| {
+                    Some(["CRD", "CSH", "NOC", "DIS"][(t.payment as usize).clamp(1, 4) - 1].to_string())
+                        .map(|p| if t.pickup % 5_000_000 == 0 { "UNK".to_string() } else { p })
+                }),
+                "Fare_Amt" => float(&|t| Some(t.fare)),
+                "surcharge" => float(&|t| Some(if t.pickup % 2_000_000 == 0 { 1.0 } else { 0.5 })),
+                "Tip_Amt" => float(&|t| Some(t.tip)),
+                "Tolls_Amt" => float(&|t| Some(t.tolls)),
+                "Total_Amt" => float(&|t| Some(old_total(t))),
                 "congestion_surcharge" => float(&|t| t.congestion),
                 "cbd_congestion_fee" => float(&|t| t.cbd),
                 _ => float(&|t| t.airport), // airport_fee / Airport_fee
@@ -290,7 +445,7 @@ pub fn write_month(dir: &Path, month: Month, rows: usize, seed: u64) -> std::io:
     let tmp = dir.join(format!(".{}.tmp", month.file_name()));
     let schema = schema_for(month);
     let props = WriterProperties::builder()
-        .set_compression(Compression::SNAPPY)
+        .set_compression(Compression::ZSTD(ZstdLevel::try_new(3).map_err(std::io::Error::other)?))
         .set_max_row_group_row_count(Some(1 << 20))
         .build();
     let mut writer =

@@ -7,7 +7,8 @@
 //! * [`catalog`]: datasets, object-store listing with globs, downloads, the watcher.
 //! * [`engine`]: DuckDB — the accelerated store (ingest), the sandbox, the stream bridge.
 //! * [`segment`]: the read-optimized copy of each file that the built-in tickets read.
-//! * [`rule`]: the physics rule of `outliers`.
+//! * [`tlc`]: the yellow-taxi schema across its eras (2009, 2010, 2011 on); [`rule`]: the physics
+//!   rule of `outliers`.
 //! * [`queries`]: the built-in tickets (`p90`, `outliers`) and `sql`, one file each.
 //! * [`flight`]: the Flight service, one file per RPC; tickets (protobuf or JSON).
 //! * [`server`]: `serve(listener, state, shutdown)`.
@@ -30,6 +31,7 @@ pub mod rule;
 pub mod segment;
 pub mod server;
 pub mod state;
+pub mod tlc;
 
 /// Generated protobuf messages (`proto/bridge/v1/ticket.proto`).
 #[allow(clippy::all, missing_docs)]

@@ -61,19 +61,6 @@ async fn run(config: bridge::config::Config) -> Result<(), Box<dyn std::error::E
         };
         tokio::spawn(bridge::admin::serve(admin, state.clone(), shutdown));
     }
-    match state.catalog().refresh_all().await {
-        Ok(()) => match state.catalog().prune_segments() {
-            Ok(n) if n > 0 => tracing::info!(removed = n, "removed unused segment files"),
-            Ok(_) => {}
-            Err(e) => tracing::warn!(error = %e, "could not prune segment files"),
-        },
-        Err(e) => tracing::warn!(error = %e, "first listing failed; serving what is cached and retrying"),
-    }
-    for ds in state.catalog().datasets() {
-        let snap = ds.snapshot();
-        tracing::info!(dataset = %ds.name, files = snap.files.len(), rows = snap.rows(), quarantined = snap.quarantined.len(), "dataset ready");
-    }
-    state.catalog().spawn_watchers(stop_rx);
     if let Some(path) = &config.addr_file {
         let tmp = path.with_extension("tmp");
         std::fs::write(&tmp, addr.to_string())?;
@@ -82,7 +69,17 @@ async fn run(config: bridge::config::Config) -> Result<(), Box<dyn std::error::E
     tracing::info!(%addr, elapsed = ?started.elapsed(), "serving Arrow Flight");
     let scheme = if state.tls().is_some() { "grpc+tls" } else { "grpc" };
     println!("Bridge is serving on {scheme}://{addr}. Try:");
-    println!("  python3 -c \"import pyarrow.flight as f; print(f.connect('grpc://{addr}').do_get(f.Ticket(b'{{\\\"query\\\":\\\"p90\\\",\\\"dataset\\\":\\\"yellow\\\",\\\"output\\\":\\\"summary\\\"}}')).read_all())\"");
+    println!("  .venv/bin/python -c \"import pyarrow.flight as f; print(f.connect('grpc://{addr}').do_get(f.Ticket(b'{{\\\"query\\\":\\\"p90\\\",\\\"dataset\\\":\\\"yellow\\\",\\\"output\\\":\\\"summary\\\"}}')).read_all())\"");
+    println!("  (after `make venv`; or `pip install pyarrow` and use python3)");
+    // Datasets load in the background, newest files first: each answers from its first file on
+    // (the `status` action, /readyz and the logs show the progress).
+    let first_passes = state.catalog().spawn_watchers(stop_rx);
+    let catalog = state.catalog().clone();
+    tokio::spawn(async move {
+        let _ = first_passes.await;
+        let (files, rows) = catalog.datasets().map(|d| d.snapshot()).fold((0, 0), |(f, r), s| (f + s.files.len(), r + s.rows()));
+        println!("Bridge has loaded every dataset: {files} files, {rows} rows (new files keep landing)");
+    });
     let (signalled_tx, mut signalled) = tokio::sync::watch::channel(false);
     tokio::spawn(async move {
         let ctrl_c = tokio::signal::ctrl_c();

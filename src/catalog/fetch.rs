@@ -62,6 +62,19 @@ async fn download(location: &Location, entry: &ObjectEntry, tmp: &FsPath) -> Res
     Ok(())
 }
 
+/// Removes what an earlier process left in the download directory: partial downloads (`.part`)
+/// and copies it had not ingested yet. Called before anything is fetched.
+pub fn remove_partial_downloads(cache_dir: &FsPath) {
+    let Ok(entries) = std::fs::read_dir(cache_dir.join("objects")) else { return };
+    for entry in entries.flatten() {
+        let path = entry.path();
+        match std::fs::remove_file(&path) {
+            Ok(()) => tracing::info!(path = %path.display(), "removed a leftover download"),
+            Err(e) => tracing::warn!(path = %path.display(), error = %e, "could not remove a leftover download"),
+        }
+    }
+}
+
 /// Removes a downloaded copy once its rows are in the store (local datasets are never touched).
 pub async fn release(location: &Location, path: &FsPath) {
     if location.local_root.is_none() {

@@ -4,8 +4,8 @@ use std::{path::Path, sync::Arc};
 
 use duckdb::{params, Connection, OptionalExt};
 
-use super::{path_literal, quote_ident, schema, table_name, Column, Engine};
-use crate::{catalog::ObjectEntry, error::Result, segment::Segment};
+use super::{path_literal, quote_ident, schema, table_name, Column, Engine, Mapped};
+use crate::{error::Result, segment::Segment};
 
 /// A file of a published manifest.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -17,13 +17,48 @@ pub struct FileRow {
     pub last_modified: chrono::DateTime<chrono::Utc>,
 }
 
-#[derive(Debug, Clone)]
+/// A file's rows, written but not yet committed: the caller reads what it will publish through
+/// [`Staged::conn`] (which sees the new rows), then commits with [`Engine::commit_then`].
+/// Dropping it rolls everything back.
+pub struct Staged {
+    pub conn: Connection,
+    pub rows: u64,
+    /// The dataset's version once committed.
+    pub version: u64,
+    /// The file's read-optimized copy for the built-in tickets (None when the dataset is not
+    /// taxi-shaped).
+    pub segment: Option<Arc<Segment>>,
+}
+
+impl std::fmt::Debug for Staged {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Staged").field("rows", &self.rows).field("version", &self.version).finish()
+    }
+}
+
+#[derive(Debug)]
 pub enum IngestOutcome {
-    /// The file's rows are committed; the dataset is now at `version`. `segment` is the file's
-    /// read-optimized copy for the built-in tickets (None when the dataset is not taxi-shaped).
-    Ingested { rows: u64, version: u64, segment: Option<Arc<Segment>> },
-    /// The file could not be read or mapped; nothing was changed.
+    /// The file's rows are staged in an open transaction.
+    Ingested(Staged),
+    /// The file cannot be read into the dataset (its format or its schema); nothing was changed.
+    /// Trying again cannot help until the object changes.
     Quarantined(String),
+    /// Failed for a reason that can pass (I/O, memory, disk space, a conflict); nothing was
+    /// changed. Worth retrying as it is.
+    Retry(String),
+}
+
+impl IngestOutcome {
+    /// Sorts a DuckDB error: what can pass is retried, the rest is the file's fault.
+    pub fn failed(message: &str) -> Self {
+        let transient = ["IO Error", "Out of Memory", "Interrupt", "TransactionContext", "No space left", "Resource"];
+        let first = first_line(message);
+        if transient.iter().any(|t| message.starts_with(t) || message.contains(&format!("{t} Error"))) {
+            IngestOutcome::Retry(first)
+        } else {
+            IngestOutcome::Quarantined(first)
+        }
+    }
 }
 
 /// The column the store adds to remember which file a row came from.
@@ -42,11 +77,11 @@ pub fn columns(conn: &Connection, dataset: &str) -> Result<Vec<Column>> {
     Ok(rows.collect::<Result<Vec<_>, _>>()?)
 }
 
-fn file_columns(conn: &Connection, local: &Path) -> std::result::Result<Vec<Column>, String> {
+fn file_columns(conn: &Connection, local: &Path) -> std::result::Result<Vec<Column>, duckdb::Error> {
     let sql = format!("DESCRIBE SELECT * FROM read_parquet({})", path_literal(local));
-    let mut stmt = conn.prepare(&sql).map_err(|e| e.to_string())?;
-    let rows = stmt.query_map([], |r| Ok(Column { name: r.get(0)?, ty: r.get(1)? })).map_err(|e| e.to_string())?;
-    rows.collect::<Result<Vec<_>, _>>().map_err(|e| e.to_string())
+    let mut stmt = conn.prepare(&sql)?;
+    let rows = stmt.query_map([], |r| Ok(Column { name: r.get(0)?, ty: r.get(1)? }))?;
+    rows.collect::<Result<Vec<_>, _>>()
 }
 
 fn bump_version(conn: &Connection, dataset: &str) -> Result<u64> {
@@ -59,24 +94,39 @@ fn bump_version(conn: &Connection, dataset: &str) -> Result<u64> {
     Ok(v as u64)
 }
 
-fn refresh_view(conn: &Connection, dataset: &str) -> Result<()> {
+/// The dataset's columns in the order its view shows them.
+pub fn view_columns(conn: &Connection, dataset: &str) -> Result<Vec<Column>> {
+    let mut stmt = conn.prepare(
+        "SELECT column_name, data_type FROM information_schema.columns
+         WHERE table_schema = 'main' AND table_name = ? ORDER BY ordinal_position",
+    )?;
+    let rows = stmt.query_map(params![dataset], |r| Ok(Column { name: r.get(0)?, ty: r.get(1)? }))?;
+    Ok(rows.collect::<Result<Vec<_>, _>>()?)
+}
+
+/// (Re)creates the dataset's view: the table's columns ordered by `rank`, then table order.
+fn refresh_view(conn: &Connection, dataset: &str, rank: fn(&str) -> usize) -> Result<()> {
+    let mut cols = columns(conn, dataset)?;
+    cols.sort_by_key(|c| rank(&c.name));
+    let cols: Vec<String> = cols.iter().map(|c| quote_ident(&c.name)).collect();
     conn.execute_batch(&format!(
-        "CREATE OR REPLACE VIEW main.{} AS SELECT * EXCLUDE ({FILE_COLUMN}) FROM {}",
+        "CREATE OR REPLACE VIEW main.{} AS SELECT {} FROM {}",
         quote_ident(dataset),
+        cols.join(", "),
         table_name(dataset)
     ))?;
     Ok(())
 }
 
-fn apply(conn: &Connection, dataset: &str, file: &[Column]) -> std::result::Result<Vec<Column>, String> {
+fn apply(conn: &Connection, dataset: &str, file: &[Mapped]) -> std::result::Result<Vec<Column>, duckdb::Error> {
     let table = table_name(dataset);
-    let current = columns(conn, dataset).map_err(|e| e.to_string())?;
-    let exec = |sql: String| conn.execute_batch(&sql).map_err(|e| e.to_string());
+    let current = columns(conn, dataset).map_err(as_duckdb)?;
+    let exec = |sql: String| conn.execute_batch(&sql);
     if current.is_empty() {
         let defs: Vec<String> = file.iter().map(|c| format!("{} {}", quote_ident(&c.name), c.ty)).collect();
         exec(format!("CREATE TABLE IF NOT EXISTS {table} ({}, {FILE_COLUMN} VARCHAR)", defs.join(", ")))?;
     } else {
-        let plan = schema::unify(&current, file)?;
+        let plan = schema::unify(&current, file);
         for c in &plan.retype {
             exec(format!("ALTER TABLE {table} ALTER COLUMN {} TYPE {}", quote_ident(&c.name), c.ty))?;
         }
@@ -87,34 +137,64 @@ fn apply(conn: &Connection, dataset: &str, file: &[Column]) -> std::result::Resu
             exec(format!("ALTER TABLE {table} ADD COLUMN {} {}", quote_ident(&c.name), c.ty))?;
         }
     }
-    columns(conn, dataset).map_err(|e| e.to_string())
+    columns(conn, dataset).map_err(as_duckdb)
+}
+
+/// Carries one of our errors through a closure that speaks DuckDB's, message intact.
+fn as_duckdb(e: impl std::fmt::Display) -> duckdb::Error {
+    duckdb::Error::ToSqlConversionFailure(e.to_string().into())
 }
 
 /// `SELECT` list that reads `file`'s columns into the table's, by name, NULL where missing.
-fn projection(table: &[Column], file: &[Column]) -> String {
+fn projection(table: &[Column], file: &[Mapped]) -> String {
     table
         .iter()
-        .map(|t| match file.iter().find(|f| f.name.eq_ignore_ascii_case(&t.name)) {
-            Some(f) if f.ty == t.ty => quote_ident(&f.name),
-            Some(f) => format!("CAST({} AS {})", quote_ident(&f.name), t.ty),
-            None => format!("CAST(NULL AS {})", t.ty),
+        .map(|t| {
+            let expr = match file.iter().find(|f| f.name.eq_ignore_ascii_case(&t.name)) {
+                Some(f) if f.ty == t.ty => f.expr.clone(),
+                Some(f) => format!("CAST({} AS {})", f.expr, t.ty),
+                None => format!("CAST(NULL AS {})", t.ty),
+            };
+            format!("{expr} AS {}", quote_ident(&t.name))
         })
         .collect::<Vec<_>>()
         .join(", ")
 }
 
+/// One object to ingest: its key, version and listing facts.
+#[derive(Debug, Clone)]
+pub struct NewFile<'a> {
+    pub key: &'a str,
+    pub etag: &'a str,
+    pub size: u64,
+    pub last_modified: chrono::DateTime<chrono::Utc>,
+}
+
+/// How the dataset reads a file: its mapped columns, and where each column goes in the view.
+#[derive(Debug, Clone, Copy)]
+pub struct Reading<'a> {
+    pub columns: &'a [Mapped],
+    pub view_rank: fn(&str) -> usize,
+}
+
 impl Engine {
-    /// Replaces `entry`'s rows in `dataset` with the rows of the local file `local`, atomically.
-    pub fn ingest(&self, dataset: &str, entry: &ObjectEntry, local: &Path) -> Result<IngestOutcome> {
+    /// The columns of the local Parquet file `local`, or why it cannot be read.
+    pub fn describe(&self, local: &Path) -> std::result::Result<Vec<Column>, IngestOutcome> {
+        let conn = self.connect().map_err(|e| IngestOutcome::Retry(e.to_string()))?;
+        match file_columns(&conn, local) {
+            Ok(cols) if cols.is_empty() => Err(IngestOutcome::Quarantined("no columns".into())),
+            Ok(cols) => Ok(cols),
+            Err(e) => Err(IngestOutcome::failed(&e.to_string())),
+        }
+    }
+
+    /// Replaces `entry`'s rows in `dataset` with the rows of the local file `local`, read as
+    /// `reading` says, atomically.
+    pub fn ingest(&self, dataset: &str, entry: &NewFile, local: &Path, reading: Reading) -> Result<IngestOutcome> {
         let conn = self.connect()?;
-        let file = match file_columns(&conn, local) {
-            Ok(cols) if cols.is_empty() => return Ok(IngestOutcome::Quarantined("no columns".into())),
-            Ok(cols) => cols,
-            Err(e) => return Ok(IngestOutcome::Quarantined(first_line(&e))),
-        };
         conn.execute_batch("BEGIN TRANSACTION")?;
-        let result = (|| -> std::result::Result<(u64, u64, Option<Arc<Segment>>), String> {
-            let table_cols = apply(&conn, dataset, &file)?;
+        let result = (|| -> std::result::Result<(u64, u64, Option<Arc<Segment>>), duckdb::Error> {
+            let table_cols = apply(&conn, dataset, reading.columns)?;
             let table = table_name(dataset);
             let cols: Vec<String> = table_cols.iter().map(|c| quote_ident(&c.name)).collect();
             let order = if table_cols.iter().any(|c| c.name == ORDER_COLUMN) {
@@ -122,19 +202,16 @@ impl Engine {
             } else {
                 String::new()
             };
-            let e = |e: duckdb::Error| e.to_string();
-            conn.execute(&format!("DELETE FROM {table} WHERE {FILE_COLUMN} = ?"), params![entry.key]).map_err(e)?;
-            let rows = conn
-                .execute(
-                    &format!(
-                        "INSERT INTO {table} ({}, {FILE_COLUMN}) SELECT {}, ? FROM read_parquet({}){order}",
-                        cols.join(", "),
-                        projection(&table_cols, &file),
-                        path_literal(local)
-                    ),
-                    params![entry.key],
-                )
-                .map_err(e)?;
+            conn.execute(&format!("DELETE FROM {table} WHERE {FILE_COLUMN} = ?"), params![entry.key])?;
+            let rows = conn.execute(
+                &format!(
+                    "INSERT INTO {table} ({}, {FILE_COLUMN}) SELECT {}, ? FROM read_parquet({}){order}",
+                    cols.join(", "),
+                    projection(&table_cols, reading.columns),
+                    path_literal(local)
+                ),
+                params![entry.key],
+            )?;
             conn.execute(
                 "INSERT OR REPLACE INTO bridge.files VALUES (?, ?, ?, ?, ?, make_timestamptz(?))",
                 params![
@@ -145,29 +222,27 @@ impl Engine {
                     rows as i64,
                     entry.last_modified.timestamp_micros()
                 ],
-            )
-            .map_err(e)?;
+            )?;
+            refresh_view(&conn, dataset, reading.view_rank).map_err(as_duckdb)?;
+            let view = view_columns(&conn, dataset).map_err(as_duckdb)?;
             let segment = self
-                .build_segment(&conn, dataset, &table_cols, &entry.key, &entry.etag, rows as u64)
-                .map_err(|x| format!("could not build the file's segment: {x}"))?;
-            let version = bump_version(&conn, dataset).map_err(|x| x.to_string())?;
-            refresh_view(&conn, dataset).map_err(|x| x.to_string())?;
+                .build_segment(&conn, dataset, &view, entry.key, entry.etag, rows as u64)
+                .map_err(|x| as_duckdb(format!("could not build the file's segment: {x}")))?;
+            let version = bump_version(&conn, dataset).map_err(as_duckdb)?;
             Ok((rows as u64, version, segment))
         })();
         match result {
-            Ok((rows, version, segment)) => {
-                conn.execute_batch("COMMIT")?;
-                Ok(IngestOutcome::Ingested { rows, version, segment })
-            }
+            Ok((rows, version, segment)) => Ok(IngestOutcome::Ingested(Staged { conn, rows, version, segment })),
             Err(reason) => {
                 conn.execute_batch("ROLLBACK")?;
-                Ok(IngestOutcome::Quarantined(first_line(&reason)))
+                Ok(IngestOutcome::failed(&reason.to_string()))
             }
         }
     }
 
-    /// Removes a file's rows from `dataset` in one version step; returns the new version.
-    pub fn remove(&self, dataset: &str, key: &str) -> Result<u64> {
+    /// Stages the removal of a file's rows from `dataset`, one version step (commit it with
+    /// [`Engine::commit_then`]).
+    pub fn remove(&self, dataset: &str, key: &str) -> Result<Staged> {
         let conn = self.connect()?;
         conn.execute_batch("BEGIN TRANSACTION")?;
         let table = table_name(dataset);
@@ -176,8 +251,7 @@ impl Engine {
         }
         conn.execute("DELETE FROM bridge.files WHERE dataset = ? AND key = ?", params![dataset, key])?;
         let version = bump_version(&conn, dataset)?;
-        conn.execute_batch("COMMIT")?;
-        Ok(version)
+        Ok(Staged { conn, rows: 0, version, segment: None })
     }
 
     /// The committed manifest of `dataset`: version and files.
@@ -185,6 +259,18 @@ impl Engine {
         let conn = self.connect()?;
         manifest(&conn, dataset)
     }
+}
+
+/// Drops a dataset's rows, view and files (one version step), inside `conn`'s transaction.
+pub(super) fn drop_dataset(conn: &Connection, dataset: &str) -> Result<()> {
+    conn.execute_batch(&format!(
+        "DROP VIEW IF EXISTS main.{}; DROP TABLE IF EXISTS {};",
+        quote_ident(dataset),
+        table_name(dataset)
+    ))?;
+    conn.execute("DELETE FROM bridge.files WHERE dataset = ?", params![dataset])?;
+    bump_version(conn, dataset)?;
+    Ok(())
 }
 
 /// Reads the manifest inside whatever transaction `conn` is in (queries use their snapshot).

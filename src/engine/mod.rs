@@ -18,10 +18,10 @@ use std::{
     sync::Mutex,
 };
 
-use duckdb::{Config, Connection};
+use duckdb::{Config, Connection, OptionalExt};
 
-pub use ingest::{FileRow, IngestOutcome};
-pub use schema::Column;
+pub use ingest::{FileRow, IngestOutcome, NewFile, Reading, Staged};
+pub use schema::{Column, Mapped};
 pub use segments::segment_name;
 pub use stream::{Encoded, Piece, Pieces, Planned, QueryPlan, QueryStream};
 
@@ -45,6 +45,10 @@ pub struct Engine {
     base: Mutex<Connection>,
     /// The database file, spill files and segments live here.
     dir: PathBuf,
+    /// Publication: a commit and what its caller publishes with it (the snapshot the built-in
+    /// queries read) happen under the write side; a query's transaction starts under the read
+    /// side. So SQL and the built-in queries move to a new version at the same moment.
+    gate: std::sync::RwLock<()>,
 }
 
 impl std::fmt::Debug for Engine {
@@ -89,12 +93,64 @@ impl Engine {
              CREATE TABLE IF NOT EXISTS bridge.files (
                dataset VARCHAR, key VARCHAR, etag VARCHAR, size BIGINT, rows BIGINT,
                last_modified TIMESTAMPTZ, PRIMARY KEY (dataset, key));
-             CREATE TABLE IF NOT EXISTS bridge.versions (dataset VARCHAR PRIMARY KEY, version BIGINT);",
+             CREATE TABLE IF NOT EXISTS bridge.versions (dataset VARCHAR PRIMARY KEY, version BIGINT);
+             CREATE TABLE IF NOT EXISTS bridge.locations (dataset VARCHAR PRIMARY KEY, url VARCHAR);",
             tmp = quote_literal(&tmp.display().to_string()),
             allowed = allowed.join(", "),
         ))?;
         macros::create(&conn)?;
-        Ok(Engine { base: Mutex::new(conn), dir })
+        Ok(Engine { base: Mutex::new(conn), dir, gate: std::sync::RwLock::new(()) })
+    }
+
+    /// Starts a read transaction on `conn` that sees one published version of everything.
+    pub fn begin_read(&self, conn: &Connection) -> Result<()> {
+        let _published = self.gate.read().map_err(|_| Error::internal("publish gate poisoned"))?;
+        conn.execute_batch("BEGIN TRANSACTION")?;
+        // DuckDB takes the transaction's snapshot at its first read: take it now, inside the gate.
+        conn.query_row("SELECT count(*) FROM bridge.versions", [], |r| r.get::<_, i64>(0))?;
+        Ok(())
+    }
+
+    /// Commits `conn`'s transaction and runs `publish` before any query can start after it.
+    pub fn commit_then<T>(&self, conn: &Connection, publish: impl FnOnce() -> T) -> Result<T> {
+        let _publishing = self.gate.write().map_err(|_| Error::internal("publish gate poisoned"))?;
+        conn.execute_batch("COMMIT")?;
+        Ok(publish())
+    }
+
+    /// Binds `dataset` to the location `url`. If the store holds the dataset's rows from another
+    /// location, they are dropped first (one version step), so a changed glob never serves the
+    /// old location's rows. Returns whether anything was dropped.
+    pub fn claim(&self, dataset: &str, url: &str) -> Result<bool> {
+        let conn = self.connect()?;
+        conn.execute_batch("BEGIN TRANSACTION")?;
+        let before: Option<String> = conn
+            .query_row("SELECT url FROM bridge.locations WHERE dataset = ?", [dataset], |r| r.get(0))
+            .optional()?;
+        let stale = before.as_deref().is_some_and(|u| u != url)
+            || (before.is_none() && !ingest::columns(&conn, dataset)?.is_empty());
+        if stale {
+            ingest::drop_dataset(&conn, dataset)?;
+        }
+        conn.execute("INSERT OR REPLACE INTO bridge.locations VALUES (?, ?)", duckdb::params![dataset, url])?;
+        conn.execute_batch("COMMIT")?;
+        Ok(stale)
+    }
+
+    /// Drops every dataset the store holds that is not in `keep` (no longer configured).
+    pub fn forget_others(&self, keep: &[&str]) -> Result<Vec<String>> {
+        let conn = self.connect()?;
+        let mut stmt = conn.prepare("SELECT DISTINCT dataset FROM bridge.versions")?;
+        let known = stmt.query_map([], |r| r.get::<_, String>(0))?.collect::<Result<Vec<_>, _>>()?;
+        let gone: Vec<String> = known.into_iter().filter(|d| !keep.contains(&d.as_str())).collect();
+        for d in &gone {
+            conn.execute_batch("BEGIN TRANSACTION")?;
+            ingest::drop_dataset(&conn, d)?;
+            conn.execute("DELETE FROM bridge.versions WHERE dataset = ?", [d])?;
+            conn.execute("DELETE FROM bridge.locations WHERE dataset = ?", [d])?;
+            conn.execute_batch("COMMIT")?;
+        }
+        Ok(gone)
     }
 
     /// A fresh connection to the same database, for one query or one ingest.
@@ -126,22 +182,17 @@ pub fn path_literal(p: &Path) -> String {
     quote_literal(&p.display().to_string())
 }
 
-/// The Arrow schema of the dataset's view (what `SELECT *` returns); empty before the first file.
-pub fn arrow_schema(engine: &Engine, dataset: &str) -> Result<arrow::datatypes::SchemaRef> {
-    let conn = engine.connect()?;
-    if ingest::columns(&conn, dataset)?.is_empty() {
+/// The Arrow schema of the dataset's view (what `SELECT *` returns) as `conn` sees it; empty
+/// before the first file.
+pub fn arrow_schema(conn: &Connection, dataset: &str) -> Result<arrow::datatypes::SchemaRef> {
+    if ingest::columns(conn, dataset)?.is_empty() {
         return Ok(std::sync::Arc::new(arrow::datatypes::Schema::empty()));
     }
     let mut stmt = conn.prepare(&format!("SELECT * FROM main.{} LIMIT 0", quote_ident(dataset)))?;
     Ok(stmt.query_arrow([])?.get_schema())
 }
 
-/// The dataset's current columns.
-pub fn columns_of(engine: &Engine, dataset: &str) -> Result<Vec<Column>> {
-    ingest::columns(&engine.connect()?, dataset)
-}
-
-pub use ingest::manifest;
+pub use ingest::{manifest, view_columns};
 
 #[cfg(test)]
 mod tests {

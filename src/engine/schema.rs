@@ -1,13 +1,30 @@
-//! One canonical schema per dataset, unified by name (case-insensitively) across files.
+//! One schema per dataset, unified by name (case-insensitively) across files.
 //!
-//! Types widen when files disagree (int32→int64, int→double, timestamp units→microseconds); a
-//! column missing from a file reads as NULL; an irreconcilable conflict is an error for that file.
+//! A file's columns arrive already mapped ([`Mapped`]): their dataset name, their type and the
+//! SQL that reads them from the file. Columns with a *fixed* type (a known schema such as the TLC
+//! one) keep it. Other columns widen when files disagree (int32→int64, int→double, timestamp
+//! units→microseconds) and fall back to VARCHAR when nothing narrower holds both (as DuckDB's
+//! `union_by_name` does), so the dataset's types follow from the set of files, never from the
+//! order they arrived in. A column missing from a file reads as NULL.
 
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Column {
     pub name: String,
     /// DuckDB type name, e.g. `BIGINT`, `DOUBLE`, `TIMESTAMP`.
     pub ty: String,
+}
+
+/// One column of a file as the dataset reads it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Mapped {
+    /// The dataset's name for it.
+    pub name: String,
+    /// The DuckDB type `expr` yields.
+    pub ty: String,
+    /// SQL over the file's columns.
+    pub expr: String,
+    /// The type is the schema's own and never widens.
+    pub fixed: bool,
 }
 
 fn int_rank(t: &str) -> Option<u8> {
@@ -24,8 +41,12 @@ fn is_float(t: &str) -> bool {
     matches!(t, "FLOAT" | "DOUBLE") || t.starts_with("DECIMAL")
 }
 
-/// The type both `a` and `b` convert to without loss of meaning, or None for a real conflict.
-pub fn widen(a: &str, b: &str) -> Option<String> {
+/// The type both `a` and `b` convert to: the narrowest that holds both, VARCHAR when none does.
+pub fn widen(a: &str, b: &str) -> String {
+    widen_exact(a, b).unwrap_or_else(|| "VARCHAR".to_string())
+}
+
+fn widen_exact(a: &str, b: &str) -> Option<String> {
     if a == b {
         return Some(a.to_string());
     }
@@ -60,30 +81,29 @@ pub struct Plan {
     pub rename: Vec<(String, String)>,
 }
 
-/// Folds `file` into `table` (both by case-insensitive name). Errors name the conflicting column.
-pub fn unify(table: &[Column], file: &[Column]) -> Result<Plan, String> {
+/// Folds a file's mapped columns into `table` (both by case-insensitive name).
+pub fn unify(table: &[Column], file: &[Mapped]) -> Plan {
     let mut plan = Plan::default();
     for f in file {
         match table.iter().find(|t| t.name.eq_ignore_ascii_case(&f.name)) {
             None => {
                 if !plan.add.iter().any(|c| c.name.eq_ignore_ascii_case(&f.name)) {
-                    plan.add.push(f.clone());
+                    plan.add.push(Column { name: f.name.clone(), ty: f.ty.clone() });
                 }
             }
             Some(t) => {
-                let ty = widen(&t.ty, &f.ty)
-                    .ok_or_else(|| format!("column {:?} is {} here but {} in earlier files", f.name, f.ty, t.ty))?;
+                let ty = if f.fixed { f.ty.clone() } else { widen(&t.ty, &f.ty) };
                 if ty != t.ty {
                     plan.retype.push(Column { name: t.name.clone(), ty });
                 }
-                let name = canonical_name(&t.name, &f.name);
+                let name = if f.fixed { f.name.clone() } else { canonical_name(&t.name, &f.name) };
                 if name != t.name {
                     plan.rename.push((t.name.clone(), name));
                 }
             }
         }
     }
-    Ok(plan)
+    plan
 }
 
 #[cfg(test)]
@@ -94,12 +114,20 @@ mod tests {
         Column { name: n.into(), ty: t.into() }
     }
 
+    fn file(cols: &[Column]) -> Vec<Mapped> {
+        cols.iter().map(|c| Mapped { name: c.name.clone(), ty: c.ty.clone(), expr: c.name.clone(), fixed: false }).collect()
+    }
+
     #[test]
     fn widens_ints_and_mixed_numbers() {
-        assert_eq!(widen("INTEGER", "BIGINT").as_deref(), Some("BIGINT"));
-        assert_eq!(widen("BIGINT", "DOUBLE").as_deref(), Some("DOUBLE"));
-        assert_eq!(widen("TIMESTAMP_NS", "TIMESTAMP").as_deref(), Some("TIMESTAMP"));
-        assert_eq!(widen("VARCHAR", "BIGINT"), None);
+        assert_eq!(widen("INTEGER", "BIGINT"), "BIGINT");
+        assert_eq!(widen("BIGINT", "DOUBLE"), "DOUBLE");
+        assert_eq!(widen("TIMESTAMP_NS", "TIMESTAMP"), "TIMESTAMP");
+        assert_eq!(widen("VARCHAR", "BIGINT"), "VARCHAR");
+        // The same set of types gives the same type, in any order.
+        let types = ["INTEGER", "DOUBLE", "VARCHAR", "BIGINT"];
+        let fold = |ts: &[&str]| ts.iter().skip(1).fold(ts[0].to_string(), |a, t| widen(&a, t));
+        assert_eq!(fold(&types), fold(&["VARCHAR", "BIGINT", "INTEGER", "DOUBLE"]));
     }
 
     #[test]
@@ -111,19 +139,21 @@ mod tests {
             col("Airport_fee", "DOUBLE"),
             col("cbd_congestion_fee", "DOUBLE"),
         ];
-        let plan = unify(&t2023, &f2025).expect("compatible");
+        let plan = unify(&t2023, &file(&f2025));
         assert_eq!(plan.add, vec![col("cbd_congestion_fee", "DOUBLE")]);
         assert!(plan.retype.is_empty());
         assert!(plan.rename.is_empty());
         let f2024_first = vec![col("VendorID", "INTEGER"), col("Airport_fee", "DOUBLE")];
-        let plan = unify(&f2024_first, &[col("VendorID", "BIGINT"), col("airport_fee", "DOUBLE")]).expect("ok");
+        let plan = unify(&f2024_first, &file(&[col("VendorID", "BIGINT"), col("airport_fee", "DOUBLE")]));
         assert_eq!(plan.retype, vec![col("VendorID", "BIGINT")]);
         assert_eq!(plan.rename, vec![("Airport_fee".to_string(), "airport_fee".to_string())]);
     }
 
     #[test]
-    fn reports_conflicts() {
-        let err = unify(&[col("a", "VARCHAR")], &[col("A", "BIGINT")]).expect_err("conflict");
-        assert!(err.contains("\"A\""), "{err}");
+    fn conflicts_become_text_and_fixed_types_stay() {
+        let plan = unify(&[col("a", "BIGINT")], &file(&[col("A", "VARCHAR")]));
+        assert_eq!(plan.retype, vec![col("a", "VARCHAR")]);
+        let fixed = Mapped { name: "a".into(), ty: "BIGINT".into(), expr: "x".into(), fixed: true };
+        assert_eq!(unify(&[col("a", "BIGINT")], &[fixed]), Plan::default());
     }
 }

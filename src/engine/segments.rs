@@ -35,9 +35,10 @@ fn build_sql(dataset: &str, columns: &[Column]) -> Option<String> {
         return None;
     }
     let reason = rule::DEFAULT.reason_sql("_bridge_hours", "_bridge_mph", "CAST(trip_distance AS DOUBLE)");
+    let cols: Vec<String> = columns.iter().map(|c| quote_ident(&c.name)).collect();
     Some(format!(
         "WITH a AS (
-           SELECT * EXCLUDE ({FILE_COLUMN}),
+           SELECT {cols},
                   CAST(date_diff('microsecond', tpep_pickup_datetime, tpep_dropoff_datetime) AS DOUBLE)
                     / CAST({us} AS DOUBLE) AS _bridge_hours
            FROM {table} WHERE {FILE_COLUMN} = ?),
@@ -46,6 +47,7 @@ fn build_sql(dataset: &str, columns: &[Column]) -> Option<String> {
          SELECT * EXCLUDE (_bridge_hours, _bridge_mph), ({reason}) IS NOT NULL AS {flag}
          FROM b
          ORDER BY CAST(tpep_pickup_datetime AS DATE) NULLS LAST, {flag} DESC, trip_distance DESC NULLS LAST",
+        cols = cols.join(", "),
         us = rule::US_PER_HOUR as i64,
         table = table_name(dataset),
         flag = quote_ident(segment::OUTLIER_COLUMN),
@@ -57,7 +59,8 @@ impl Engine {
         self.dir.join("segments")
     }
 
-    /// Builds the segment of `key` (at `etag`) on `conn`, whose transaction sees its rows.
+    /// Builds the segment of `key` (at `etag`) on `conn`, whose transaction sees its rows, with
+    /// `columns` in that order (the view's).
     pub(crate) fn build_segment(
         &self,
         conn: &Connection,
@@ -80,7 +83,7 @@ impl Engine {
         }
         let conn = self.connect()?;
         conn.execute_batch("BEGIN TRANSACTION")?;
-        let columns = super::ingest::columns(&conn, dataset)?;
+        let columns = super::ingest::view_columns(&conn, dataset)?;
         let built = self.build_segment(&conn, dataset, &columns, &file.key, &file.etag, file.rows);
         conn.execute_batch("COMMIT")?;
         built

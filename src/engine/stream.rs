@@ -107,9 +107,10 @@ impl Engine {
                 _ = &mut done_rx => {}
             }
         });
+        let engine = self.clone();
         tokio::task::spawn_blocking(move || {
             let _active = crate::metrics::ActiveGuard::new();
-            run(conn, plan, batch_rows, schema_only, schema_tx, tx);
+            run(&engine, conn, plan, batch_rows, schema_only, schema_tx, tx);
             drop(done_tx);
         });
         let schema = schema_rx.await.map_err(|_| Error::internal("query thread ended before its schema"))??;
@@ -118,8 +119,8 @@ impl Engine {
     }
 }
 
-fn start(conn: &Connection, plan: QueryPlan, schema_only: bool) -> Result<(PlannedSql, String)> {
-    conn.execute_batch("BEGIN TRANSACTION")?;
+fn start(engine: &Engine, conn: &Connection, plan: QueryPlan, schema_only: bool) -> Result<(PlannedSql, String)> {
+    engine.begin_read(conn)?;
     let planned = plan(conn)?;
     let sql = if schema_only {
         format!("SELECT * FROM ({}) LIMIT 0", planned.sql.trim().trim_end_matches(';'))
@@ -130,6 +131,7 @@ fn start(conn: &Connection, plan: QueryPlan, schema_only: bool) -> Result<(Plann
 }
 
 fn run(
+    engine: &Engine,
     conn: Connection,
     plan: QueryPlan,
     batch_rows: usize,
@@ -137,7 +139,7 @@ fn run(
     schema_tx: oneshot::Sender<Result<SchemaRef>>,
     tx: mpsc::Sender<Result<RecordBatch>>,
 ) {
-    let (planned, sql) = match start(&conn, plan, schema_only) {
+    let (planned, sql) = match start(engine, &conn, plan, schema_only) {
         Ok(x) => x,
         Err(e) => return drop(schema_tx.send(Err(e))),
     };

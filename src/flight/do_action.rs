@@ -33,7 +33,8 @@ pub fn list_actions() -> Vec<ActionType> {
         ActionType {
             r#type: "status".into(),
             description: "Per dataset: manifest version, files (key, ETag, size, rows), quarantined files with \
-                          reasons, the last listing time and its error. Body: optional {\"dataset\": NAME}."
+                          reasons, files waiting to be retried, ingest progress (files done and total, rows/s, \
+                          ETA), the last listing time and its error. Body: optional {\"dataset\": NAME}."
                 .into(),
         },
     ]
@@ -97,6 +98,11 @@ fn status(ds: &Dataset) -> Value {
         "quarantined": snap.quarantined.iter().map(|(key, q)| json!({
             "key": key, "etag": q.etag, "reason": q.reason,
         })).collect::<Vec<_>>(),
+        "retrying": snap.retrying.iter().map(|(key, r)| json!({
+            "key": key, "etag": r.etag, "attempts": r.attempts, "reason": r.reason,
+            "next_in_ms": r.next.saturating_duration_since(std::time::Instant::now()).as_millis() as u64,
+        })).collect::<Vec<_>>(),
+        "progress": snap.progress,
         "columns": snap.columns.iter().map(|c| json!({"name": c.name, "type": c.ty})).collect::<Vec<_>>(),
         "last_listing": snap.last_listing.map(|t| t.to_rfc3339()),
         "last_error": snap.last_error,

@@ -75,15 +75,11 @@ pub async fn start(plan: Plan, catalog: &Catalog, batch_rows: usize, schema_only
     }
 }
 
-/// The columns the taxi queries need.
-const TLC_COLUMNS: [&str; 3] = ["tpep_pickup_datetime", "tpep_dropoff_datetime", "trip_distance"];
-
-/// Fails with a clear message when a dataset lacks the TLC columns a built-in query needs.
+/// Fails with a clear message when a dataset lacks the TLC columns a built-in query needs, or
+/// has no readable file yet (UNAVAILABLE, saying what it waits for).
 pub fn require_tlc(dataset: &str, snap: &Snapshot, query: &str) -> Result<()> {
-    if snap.columns.is_empty() {
-        return Err(Error::NotReady(format!("dataset {dataset} has no readable files yet")));
-    }
-    for c in TLC_COLUMNS {
+    snap.require_rows(dataset)?;
+    for c in crate::tlc::REQUIRED {
         if snap.column(c).is_none() {
             return Err(Error::invalid(format!(
                 "dataset {dataset} has no column {c}; the {query} query needs yellow-taxi columns"

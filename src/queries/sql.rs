@@ -10,7 +10,7 @@ use duckdb::Connection;
 use super::{committed_manifest_metadata, guard, params};
 use crate::{
     catalog::Catalog,
-    engine::{Planned, QueryPlan},
+    engine::{view_columns, Planned, QueryPlan},
     error::{Error, Result},
     proto::Sql,
 };
@@ -21,8 +21,19 @@ pub fn plan(s: Sql, catalog: &Catalog) -> Result<QueryPlan> {
     }
     let params = params::decode(&s.parameters)?;
     let datasets: Vec<String> = catalog.datasets().map(|d| d.name.clone()).collect();
+    // What each dataset without a readable file is waiting for, for a clear UNAVAILABLE.
+    let empty: Vec<(String, Error)> =
+        catalog.datasets().filter_map(|d| d.snapshot().require_rows(&d.name).err().map(|e| (d.name.clone(), e))).collect();
     Ok(Box::new(move |conn: &Connection| {
-        guard::check(conn, &s.sql, &datasets)?;
+        let read = guard::check(conn, &s.sql, &datasets)?;
+        for d in &read {
+            // The query's own transaction decides: the view exists once a file is committed.
+            if let Some((_, waiting)) = empty.iter().find(|(n, _)| n == d) {
+                if view_columns(conn, d)?.is_empty() {
+                    return Err(Error::NotReady(waiting.to_string()));
+                }
+            }
+        }
         let mut metadata = Default::default();
         for d in &datasets {
             committed_manifest_metadata(conn, d, &mut metadata)?;

@@ -66,7 +66,9 @@ def generate(out, months, rows=ROWS):
 
 
 class Bridge(Service):
-    def __init__(self, datasets, cache_dir, extra=(), env=None, memory_limit="1GB", admin=False):
+    def __init__(self, datasets, cache_dir, extra=(), env=None, memory_limit="1GB", admin=False, loaded=True):
+        """Starts Bridge; with `loaded`, returns once every dataset has had its first ingest pass
+        (Bridge serves from its first file on, and prints a line when everything is in)."""
         self.cache_dir = cache_dir
         args = [BIN, "--listen", "127.0.0.1:0", "--cache-dir", str(cache_dir), "--duckdb-memory-limit", memory_limit]
         for d in datasets:
@@ -78,6 +80,8 @@ class Bridge(Service):
             self.admin = "http://" + self.wait_for(r"admin \(metrics, health\) on http://([0-9.]+:[0-9]+)").group(1)
         self.addr = self.wait_for(r"serving on grpc(?:\+tls)?://([0-9.]+:[0-9]+)").group(1)
         self.client = flight.connect(f"grpc://{self.addr}")
+        if loaded:
+            self.wait_for(r"has loaded every dataset")
 
     def get(self, ticket):
         return self.client.do_get(flight.Ticket(json.dumps(ticket).encode())).read_all()
