@@ -23,8 +23,8 @@
 //!   old trips have NULL zones and new trips NULL coordinates (mapping points to zones needs the
 //!   zone shapefile, which Bridge does not carry).
 //!
-//! A file is a TLC file when, after its columns are renamed, it has pickup, dropoff and distance.
-//! Anything else is a generic dataset: only `--column-alias` renames apply.
+//! A file is a TLC file when, after `--column-alias` renames, it has a pickup time and a distance
+//! under any era's names. Anything else is generic: only `--column-alias` renames apply.
 
 use crate::engine::{Column, Mapped};
 
@@ -191,9 +191,7 @@ pub fn map_columns(dataset: &str, file: &[Column], aliases: &[Alias]) -> Result<
             .or_else(|| CANONICAL.iter().find(|(c, _)| c.eq_ignore_ascii_case(n)).map(|(c, _)| c.to_string()))
     };
     let renamed: Vec<(String, &Column)> = file.iter().map(|c| (user(&c.name).unwrap_or(c.name.clone()), c)).collect();
-    let tlc = REQUIRED.iter().all(|r| {
-        renamed.iter().any(|(n, _)| n == r || era(n).as_deref() == Some(r))
-    });
+    let tlc = [PICKUP, DISTANCE].iter().all(|r| renamed.iter().any(|(n, _)| n == r || era(n).as_deref() == Some(r)));
     let mut out: Vec<Mapped> = Vec::with_capacity(file.len());
     for (name, col) in renamed {
         let canonical = if tlc { era(&name) } else { None };
@@ -302,7 +300,7 @@ mod tests {
 
     #[test]
     fn text_where_a_number_belongs_is_refused() {
-        let file = cols(&[("tpep_pickup_datetime", "TIMESTAMP"), ("tpep_dropoff_datetime", "TIMESTAMP"), ("trip_distance", "VARCHAR")]);
+        let file = cols(&[("tpep_pickup_datetime", "TIMESTAMP"), ("trip_distance", "VARCHAR")]);
         let err = map_columns("yellow", &file, &[]).expect_err("text distance");
         assert!(err.contains("trip_distance"), "{err}");
     }

@@ -69,7 +69,9 @@ impl Catalog {
                 return Err(e);
             }
         };
-        let known = before.files.clone();
+        // The committed truth (a restart starts with an empty snapshot but a full store).
+        let (engine, name) = (self.engine.clone(), ds.name.clone());
+        let (_, known) = tokio::task::spawn_blocking(move || engine.manifest(&name)).await.map_err(Error::internal)??;
         if listed.is_empty() && !known.is_empty() {
             let seen = ds.empty_listings.fetch_add(1, Ordering::SeqCst) + 1;
             if seen < EMPTY_LISTINGS_TO_BELIEVE {

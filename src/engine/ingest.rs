@@ -51,9 +51,19 @@ pub enum IngestOutcome {
 impl IngestOutcome {
     /// Sorts a DuckDB error: what can pass is retried, the rest is the file's fault.
     pub fn failed(message: &str) -> Self {
-        let transient = ["IO Error", "Out of Memory", "Interrupt", "TransactionContext", "No space left", "Resource"];
+        const TRANSIENT: [&str; 6] = [
+            "io error",
+            "out of memory",
+            "interrupt",
+            "transactioncontext error",
+            "no space left",
+            "resource temporarily unavailable",
+        ];
+        let lower = message.to_ascii_lowercase();
+        // A file shorter than its own footer says is broken, not unlucky.
+        let truncated = lower.contains("could not read enough bytes");
         let first = first_line(message);
-        if transient.iter().any(|t| message.starts_with(t) || message.contains(&format!("{t} Error"))) {
+        if !truncated && TRANSIENT.iter().any(|t| lower.contains(t)) {
             IngestOutcome::Retry(first)
         } else {
             IngestOutcome::Quarantined(first)
@@ -298,4 +308,31 @@ pub fn manifest(conn: &Connection, dataset: &str) -> Result<(u64, Vec<FileRow>)>
 
 fn first_line(s: &str) -> String {
     s.lines().next().unwrap_or(s).chars().take(500).collect()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn only_what_can_pass_is_retried() {
+        for transient in [
+            "IO Error: Could not write file \"x\": No space left on device",
+            "could not build the file's segment: No space left on device (os error 28)",
+            "Out of Memory Error: failed to allocate data of size 16.0 MiB (64.0 MiB/64.0 MiB used)",
+            "INTERRUPT Error: Interrupted!",
+            "TransactionContext Error: Catalog write-write conflict on alter with \"t_yellow\"",
+        ] {
+            assert!(matches!(IngestOutcome::failed(transient), IngestOutcome::Retry(_)), "{transient}");
+        }
+        for broken in [
+            "Invalid Input Error: No magic bytes found at end of file 'm1.pq'",
+            "IO Error: Could not read enough bytes from file \"m198.pq\": attempted to read 124141 bytes",
+            "Out of buffer",
+            "Conversion Error: Could not convert string 'far' to DOUBLE",
+            "Parquet file is likely corrupted, dictionary offset out of range",
+        ] {
+            assert!(matches!(IngestOutcome::failed(broken), IngestOutcome::Quarantined(_)), "{broken}");
+        }
+    }
 }

@@ -157,8 +157,11 @@ TYPED = ("SELECT tpep_pickup_datetime, CAST(tpep_pickup_datetime AS DATE) AS day
 
 
 def reference_arrow(files, sql):
+    """The raw files read with the TLC schema's documented types (ids and counts BIGINT)."""
     paths = ", ".join(f"'{f}'" for f in files)
-    return duckdb.connect().sql(sql.format(src=f"read_parquet([{paths}], union_by_name=true)")).to_arrow_table()
+    canonical = ("(SELECT * REPLACE (CAST(VendorID AS BIGINT) AS VendorID, CAST(PULocationID AS BIGINT) AS PULocationID, "
+                 f"CAST(passenger_count AS BIGINT) AS passenger_count) FROM read_parquet([{paths}], union_by_name=true))")
+    return duckdb.connect().sql(sql.format(src=canonical)).to_arrow_table()
 
 
 def test_pandas_read_sql_matches_duckdb(conn, files):
