@@ -9,6 +9,7 @@
 mod ingest;
 mod macros;
 mod portable;
+mod raw;
 mod schema;
 mod segments;
 mod stream;
@@ -18,9 +19,10 @@ use std::{
     sync::Mutex,
 };
 
-use duckdb::{Config, Connection, OptionalExt};
+use duckdb::{Connection, OptionalExt};
 
 pub use ingest::{FileRow, IngestOutcome, NewFile, Reading, Staged};
+pub use raw::Parameter;
 pub use schema::{Column, Mapped};
 pub use segments::segment_name;
 pub use stream::{Encoded, Piece, Pieces, Planned, QueryPlan, QueryStream};
@@ -49,6 +51,8 @@ pub struct Engine {
     /// queries read) happen under the write side; a query's transaction starts under the read
     /// side. So SQL and the built-in queries move to a new version at the same moment.
     gate: std::sync::RwLock<()>,
+    /// The database itself; declared last so it closes after the base connection.
+    raw: raw::RawDb,
 }
 
 impl std::fmt::Debug for Engine {
@@ -70,11 +74,15 @@ impl Engine {
     pub fn open(opts: &EngineOptions) -> Result<Self> {
         std::fs::create_dir_all(&opts.dir).map_err(Error::internal)?;
         let dir = std::fs::canonicalize(&opts.dir).map_err(Error::internal)?;
-        let config = Config::default()
-            .enable_autoload_extension(false)?
-            .max_memory(&opts.memory_limit)?
-            .threads(opts.threads.max(1) as i64)?;
-        let conn = Connection::open_with_flags(dir.join("store.duckdb"), config)?;
+        let raw = raw::RawDb::open(
+            &dir.join("store.duckdb"),
+            &[
+                ("autoload_known_extensions", "false".into()),
+                ("max_memory", opts.memory_limit.clone()),
+                ("threads", opts.threads.max(1).to_string()),
+            ],
+        )?;
+        let conn = raw.connect()?;
         let mut allowed: Vec<String> = vec![quote_literal(&format!("{}/", dir.display()))];
         for d in &opts.allowed_dirs {
             allowed.push(quote_literal(&format!("{}/", d.display())));
@@ -99,7 +107,12 @@ impl Engine {
             allowed = allowed.join(", "),
         ))?;
         macros::create(&conn)?;
-        Ok(Engine { base: Mutex::new(conn), dir, gate: std::sync::RwLock::new(()) })
+        Ok(Engine { base: Mutex::new(conn), dir, gate: std::sync::RwLock::new(()), raw })
+    }
+
+    /// The parameters of `sql` as DuckDB types them (see [`raw::RawDb::parameters`]).
+    pub fn parameters(&self, sql: &str) -> Result<Vec<Parameter>> {
+        self.raw.parameters(sql)
     }
 
     /// Starts a read transaction on `conn` that sees one published version of everything.

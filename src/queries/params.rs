@@ -14,9 +14,13 @@ use arrow::{
     },
     ipc::{reader::StreamReader, writer::StreamWriter},
 };
+use arrow::compute::{cast_with_options, CastOptions};
 use duckdb::types::{TimeUnit, Value};
 
-use crate::error::{Error, Result};
+use crate::{
+    engine::Parameter,
+    error::{Error, Result},
+};
 
 /// One execution's values, in `?` order.
 pub type Row = Vec<Value>;
@@ -34,18 +38,35 @@ pub fn encode(batches: &[RecordBatch]) -> Result<Vec<u8>> {
     Ok(out)
 }
 
-/// An Arrow IPC stream → one row of values per parameter row.
-pub fn decode(bytes: &[u8]) -> Result<Vec<Row>> {
+/// An Arrow IPC stream → its parameter batches (validated, not yet converted).
+pub fn decode(bytes: &[u8]) -> Result<Vec<RecordBatch>> {
     if bytes.is_empty() {
         return Ok(Vec::new());
     }
     let reader = StreamReader::try_new(bytes, None)
         .map_err(|e| Error::invalid(format!("the bound parameters are not an Arrow IPC stream: {e}")))?;
+    reader.map(|b| b.map_err(|e| Error::invalid(format!("bad parameter batch: {e}")))).collect()
+}
+
+/// Parameter batches → one row of DuckDB values per parameter row, each value first cast to the
+/// type DuckDB expects for its parameter (`expected`, in order; None: taken as sent). A value
+/// that does not cast is refused, naming the parameter and the type.
+pub fn rows(batches: &[RecordBatch], expected: &[Parameter]) -> Result<Vec<Row>> {
     let mut rows = Vec::new();
-    for batch in reader {
-        let batch = batch.map_err(|e| Error::invalid(format!("bad parameter batch: {e}")))?;
-        for i in 0..batch.num_rows() {
-            rows.push(batch.columns().iter().map(|c| value(c.as_ref(), i)).collect::<Result<Row>>()?);
+    for batch in batches {
+        let mut columns = Vec::with_capacity(batch.num_columns());
+        for (i, col) in batch.columns().iter().enumerate() {
+            let target = expected.get(i).and_then(|p| p.ty.as_ref()).filter(|t| *t != col.data_type());
+            columns.push(match target {
+                Some(t) => cast_with_options(col, t, &CastOptions { safe: false, ..Default::default() }).map_err(|e| {
+                    let name = expected.get(i).map_or_else(|| format!("${}", i + 1), |p| p.name.clone());
+                    Error::invalid(format!("parameter {name} expects {t}; the {} value bound to it cannot be cast: {e}", col.data_type()))
+                })?,
+                None => col.clone(),
+            });
+        }
+        for r in 0..batch.num_rows() {
+            rows.push(columns.iter().map(|c| value(c.as_ref(), r)).collect::<Result<Row>>()?);
         }
     }
     Ok(rows)
@@ -78,6 +99,9 @@ fn value(a: &dyn Array, i: usize) -> Result<Value> {
         DataType::Date32 => Value::Date32(downcast::<Date32Array>(a)?.value(i)),
         DataType::Date64 => Value::Date32((downcast::<Date64Array>(a)?.value(i) / 86_400_000) as i32),
         DataType::Timestamp(unit, _) => timestamp(a, *unit, i),
+        DataType::Time64(arrow::datatypes::TimeUnit::Microsecond) => {
+            Value::Time64(TimeUnit::Microsecond, a.as_primitive::<arrow::datatypes::Time64MicrosecondType>().value(i))
+        }
         DataType::Decimal128(width, scale) => {
             let v = downcast::<Decimal128Array>(a)?.value(i);
             let d = duckdb::types::Decimal::new(

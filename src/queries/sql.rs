@@ -19,7 +19,8 @@ pub fn plan(s: Sql, catalog: &Catalog) -> Result<QueryPlan> {
     if s.sql.trim().is_empty() {
         return Err(Error::invalid("the sql ticket needs a non-empty \"sql\""));
     }
-    let params = params::decode(&s.parameters)?;
+    let batches = params::decode(&s.parameters)?;
+    let engine = catalog.engine().clone();
     let datasets: Vec<String> = catalog.datasets().map(|d| d.name.clone()).collect();
     // What each dataset without a readable file is waiting for, for a clear UNAVAILABLE.
     let empty: Vec<(String, Error)> =
@@ -34,6 +35,10 @@ pub fn plan(s: Sql, catalog: &Catalog) -> Result<QueryPlan> {
                 }
             }
         }
+        // Bound values are cast to the types DuckDB infers for the parameters, so a client may
+        // send any castable type (strings included) and a bad value is named clearly.
+        let params =
+            if batches.is_empty() { Vec::new() } else { params::rows(&batches, &engine.parameters(&s.sql)?)? };
         let mut metadata = Default::default();
         for d in &datasets {
             committed_manifest_metadata(conn, d, &mut metadata)?;

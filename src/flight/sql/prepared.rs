@@ -53,21 +53,23 @@ pub async fn create(state: &AppState, body: &[u8]) -> Result<Vec<u8>, Status> {
     Ok(result.as_any().encode_to_vec())
 }
 
-/// The statement's result schema and its parameters (positional, typed NULL: DuckDB infers a
-/// parameter's type from the bound value).
+/// The statement's result schema and its parameter schema: one field per parameter, named
+/// `$1`, `$2`… (or `$name`), typed as DuckDB infers it; a parameter DuckDB cannot type
+/// (`SELECT ?`) is Utf8, and its string is taken as sent.
 async fn describe(state: &AppState, statement: Sql) -> Result<(Schema, Schema), Status> {
     let ticket =
         crate::proto::Ticket { query: Some(crate::proto::ticket::Query::Sql(statement.clone())), call_id: Vec::new() };
+    // schema_of runs the SQL guard first: only a checked statement is prepared below.
     let schema = super::super::get_flight_info::schema_of(state, ticket).await?;
-    let n = parameter_count(state, statement.sql).await?;
-    let fields: Vec<Field> = (1..=n).map(|i| Field::new(format!("${i}"), DataType::Null, true)).collect();
-    Ok((schema.as_ref().clone(), Schema::new(fields)))
-}
-
-/// How many `?`s `sql` takes. Only called once the guard has passed it (in `schema_of`).
-async fn parameter_count(state: &AppState, sql: String) -> Result<usize, Status> {
     let engine = state.catalog().engine().clone();
-    Ok(engine.with_conn(move |conn| Ok(conn.prepare(&sql)?.parameter_count())).await?)
+    let sql = statement.sql;
+    let parameters =
+        tokio::task::spawn_blocking(move || engine.parameters(&sql)).await.map_err(Error::internal)??;
+    let fields: Vec<Field> = parameters
+        .into_iter()
+        .map(|p| Field::new(p.name, p.ty.unwrap_or(DataType::Utf8), true))
+        .collect();
+    Ok((schema.as_ref().clone(), Schema::new(fields)))
 }
 
 /// ClosePreparedStatement: nothing is held, but the handle must be one of ours.
