@@ -6,5 +6,6 @@ mod common;
 mod connections;
 mod errors;
 mod flights;
+mod prepared;
 mod queries;
 mod reference;

@@ -124,3 +124,14 @@ pub fn sum_as_f64(files: &[PathBuf], name: &str) -> f64 {
     }
     total
 }
+
+/// Rows where a column (matched case-insensitively, any type) reads as `value` once cast to text.
+pub fn count_equal(files: &[PathBuf], name: &str, value: &str) -> usize {
+    columns_named(files, name)
+        .iter()
+        .map(|a| {
+            let a = arrow::compute::cast(a, &arrow::datatypes::DataType::Utf8).expect("cast");
+            a.as_string::<i32>().iter().filter(|v| *v == Some(value)).count()
+        })
+        .sum()
+}
