@@ -131,7 +131,7 @@ impl Auth {
         let iat = now();
         let claims = Claims { sub: user.to_string(), iat, exp: iat + self.ttl.as_secs().max(1) };
         let token = encode(&Header::new(Algorithm::HS256), &claims, &self.encoding)
-            .map_err(|e| Status::internal(format!("cannot sign a token: {e}")))?;
+            .map_err(|e| Status::from(crate::error::Error::internal(format!("cannot sign a token: {e}"))))?;
         Ok(format!("Bearer {token}"))
     }
 

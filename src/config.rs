@@ -79,6 +79,10 @@ pub struct Config {
     /// DuckDB worker threads (default: the number of cores).
     #[arg(long, env = "BRIDGE_DUCKDB_THREADS")]
     pub duckdb_threads: Option<usize>,
+    /// Most disk DuckDB may spill to under --cache-dir (large sorts and joins); past it a query
+    /// fails with RESOURCE_EXHAUSTED instead of filling the disk.
+    #[arg(long, env = "BRIDGE_DUCKDB_SPILL_LIMIT", default_value = "10GB")]
+    pub duckdb_spill_limit: String,
     /// Target rows per Arrow batch sent to clients.
     #[arg(long, env = "BRIDGE_BATCH_ROWS", default_value_t = 65_536)]
     pub batch_rows: usize,
@@ -177,6 +181,7 @@ impl Default for Config {
             min_version_wait: Duration::from_secs(10),
             duckdb_memory_limit: "4GB".into(),
             duckdb_threads: None,
+            duckdb_spill_limit: "10GB".into(),
             batch_rows: 65_536,
             max_running_queries: 16,
             max_queued_queries: 512,

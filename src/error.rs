@@ -21,6 +21,10 @@ pub enum Error {
     /// The object store could not be reached or answered with an error; retrying may help.
     #[error("object store unavailable: {0}")]
     Unavailable(String),
+    /// The object store refused Bridge's credentials or configuration; retrying will not help
+    /// until an operator fixes it. FAILED_PRECONDITION.
+    #[error("object store refused the request: {0}")]
+    StoreRefused(String),
     /// The answer is not ready yet (no readable file, a manifest version not reached); the
     /// message says what to wait for. UNAVAILABLE, so clients retry.
     #[error("{0}")]
@@ -55,7 +59,24 @@ impl From<duckdb::Error> for Error {
     fn from(e: duckdb::Error) -> Self {
         let msg = e.to_string();
         // DuckDB reports the class of error as the message prefix.
-        for prefix in ["Parser Error", "Binder Error", "Catalog Error", "Conversion Error", "Invalid Input Error"] {
+        // The user's SQL or values caused these: the client must change the request.
+        for prefix in [
+            "Parser Error",
+            "Binder Error",
+            "Catalog Error",
+            "Conversion Error",
+            "Invalid Input Error",
+            "Out of Range Error",
+            "Not implemented Error",
+            "Mismatch Type Error",
+            "Invalid type Error",
+            "Syntax Error",
+            "Constraint Error",
+            "Dependency Error",
+            "Parameter Not Resolved Error",
+            "Parameter Not Allowed Error",
+            "Type Error",
+        ] {
             if msg.starts_with(prefix) {
                 return Error::Query(msg);
             }
@@ -75,8 +96,15 @@ impl From<duckdb::Error> for Error {
 
 impl From<object_store::Error> for Error {
     fn from(e: object_store::Error) -> Self {
+        use object_store::Error as E;
         match e {
-            object_store::Error::NotFound { path, .. } => Error::NotFound(format!("object {path} not found")),
+            E::NotFound { path, .. } => Error::NotFound(format!("object {path} not found")),
+            // Credentials and configuration do not fix themselves: not retriable.
+            e @ (E::Unauthenticated { .. }
+            | E::PermissionDenied { .. }
+            | E::UnknownConfigurationKey { .. }
+            | E::NotSupported { .. }
+            | E::NotImplemented { .. }) => Error::StoreRefused(e.to_string()),
             other => Error::Unavailable(other.to_string()),
         }
     }
@@ -99,6 +127,13 @@ impl From<Error> for Status {
                 Status::new(Code::Unavailable, "object store unavailable; retry later")
             }
             Error::NotReady(m) => Status::new(Code::Unavailable, m),
+            Error::StoreRefused(m) => {
+                tracing::error!(error = %m, "object store refused the credentials or configuration");
+                Status::new(
+                    Code::FailedPrecondition,
+                    "the object store refused Bridge's credentials or configuration; an operator must fix them",
+                )
+            }
             Error::ResourceExhausted(m) => Status::new(Code::ResourceExhausted, m),
             Error::Cancelled => Status::new(Code::Cancelled, "the query was cancelled"),
             Error::DeadlineExceeded => Status::new(Code::DeadlineExceeded, Error::DeadlineExceeded.to_string()),
@@ -107,5 +142,20 @@ impl From<Error> for Status {
                 Status::new(Code::Internal, "internal error; see the server log")
             }
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn store_credentials_and_configuration_are_not_retriable() {
+        let denied = object_store::Error::PermissionDenied { path: "k".into(), source: "403".into() };
+        assert_eq!(Status::from(Error::from(denied)).code(), Code::FailedPrecondition);
+        let unauth = object_store::Error::Unauthenticated { path: "k".into(), source: "401".into() };
+        assert_eq!(Status::from(Error::from(unauth)).code(), Code::FailedPrecondition);
+        let flaky = object_store::Error::Generic { store: "S3", source: "connection reset".into() };
+        assert_eq!(Status::from(Error::from(flaky)).code(), Code::Unavailable);
     }
 }

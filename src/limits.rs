@@ -85,7 +85,9 @@ impl Admission {
     pub fn deadline(&self, metadata: &MetadataMap) -> tokio::time::Instant {
         let client = metadata.get("grpc-timeout").and_then(|v| v.to_str().ok()).and_then(parse_grpc_timeout);
         let timeout = client.map_or(self.limits.query_timeout, |c| c.min(self.limits.query_timeout));
-        tokio::time::Instant::now() + timeout
+        let now = tokio::time::Instant::now();
+        // An absurd timeout means "no deadline", not an overflow.
+        now.checked_add(timeout).unwrap_or_else(|| now + Duration::from_secs(100 * 365 * 86_400))
     }
 }
 
@@ -142,8 +144,9 @@ fn parse_grpc_timeout(v: &str) -> Option<Duration> {
     let (digits, unit) = v.split_at(v.len().checked_sub(1)?);
     let n: u64 = digits.parse().ok()?;
     Some(match unit {
-        "H" => Duration::from_secs(n * 3600),
-        "M" => Duration::from_secs(n * 60),
+        // gRPC allows 8 digits; anything larger is refused rather than overflowing.
+        "H" => Duration::from_secs(n.checked_mul(3600)?),
+        "M" => Duration::from_secs(n.checked_mul(60)?),
         "S" => Duration::from_secs(n),
         "m" => Duration::from_millis(n),
         "u" => Duration::from_micros(n),
@@ -233,6 +236,8 @@ mod tests {
         assert_eq!(parse_grpc_timeout("250m"), Some(Duration::from_millis(250)));
         assert_eq!(parse_grpc_timeout("3S"), Some(Duration::from_secs(3)));
         assert_eq!(parse_grpc_timeout("x"), None);
+        assert_eq!(parse_grpc_timeout(&format!("{}H", u64::MAX)), None);
+        assert_eq!(parse_grpc_timeout("99999999H"), Some(Duration::from_secs(99_999_999 * 3600)));
         assert_eq!(parse_grpc_timeout(""), None);
     }
 }

@@ -52,13 +52,16 @@ impl AppState {
         // Locations first: they validate the dataset URLs, and user SQL may read the local ones.
         let locations =
             config.datasets.iter().map(|d| Location::parse(&d.url, &config.s3)).collect::<Result<Vec<_>>>()?;
-        let mut allowed_dirs = vec![std::fs::canonicalize(&cache_dir).map_err(Error::internal)?];
+        let objects = cache_dir.join("objects");
+        std::fs::create_dir_all(&objects).map_err(Error::internal)?;
+        let mut allowed_dirs = vec![std::fs::canonicalize(&objects).map_err(Error::internal)?];
         allowed_dirs.extend(locations.iter().filter_map(|l| l.local_root.clone()));
         let engine = Arc::new(Engine::open(&EngineOptions {
             dir: cache_dir.join("store"),
             allowed_dirs,
             memory_limit: config.duckdb_memory_limit.clone(),
             threads,
+            spill_limit: config.duckdb_spill_limit.clone(),
         })?);
         let catalog = Catalog::new(config, locations, engine)?;
         let admission = Admission::new(config.limits());

@@ -19,13 +19,22 @@ use crate::{
 
 /// The local path DuckDB should read for `entry`, downloading it into `cache_dir` if it is remote.
 pub async fn local_copy(location: &Location, entry: &ObjectEntry, cache_dir: &FsPath) -> Result<PathBuf> {
-    if let Some(root) = &location.local_root {
-        return Ok(root.join(&entry.key));
-    }
     let digest = Sha256::digest(format!("{}\n{}\n{}", location.url, entry.key, entry.etag));
     let dir = cache_dir.join("objects");
-    tokio::fs::create_dir_all(&dir).await.map_err(Error::internal)?;
     let path = dir.join(format!("{}.parquet", hex::encode(&digest[..16])));
+    if let Some(root) = &location.local_root {
+        let file = root.join(&entry.key);
+        // DuckDB may only read under the dataset's directory: a file that is a symlink to
+        // somewhere else is read through a copy in the download directory.
+        let real = tokio::fs::canonicalize(&file).await.map_err(|e| Error::Unavailable(format!("{}: {e}", file.display())))?;
+        if real.starts_with(root) {
+            return Ok(file);
+        }
+        tokio::fs::create_dir_all(&dir).await.map_err(Error::internal)?;
+        tokio::fs::copy(&real, &path).await.map_err(|e| Error::Unavailable(format!("{}: {e}", real.display())))?;
+        return Ok(path);
+    }
+    tokio::fs::create_dir_all(&dir).await.map_err(Error::internal)?;
     if tokio::fs::metadata(&path).await.is_ok_and(|m| m.len() == entry.size) {
         metrics::CACHE_HITS.with_label_values(&[location.url.as_str()]).inc();
         return Ok(path);
@@ -75,9 +84,10 @@ pub fn remove_partial_downloads(cache_dir: &FsPath) {
     }
 }
 
-/// Removes a downloaded copy once its rows are in the store (local datasets are never touched).
+/// Removes a downloaded copy once its rows are in the store (a local dataset's own files are
+/// never touched).
 pub async fn release(location: &Location, path: &FsPath) {
-    if location.local_root.is_none() {
+    if location.local_root.as_ref().is_none_or(|root| !path.starts_with(root)) {
         let _ = tokio::fs::remove_file(path).await;
     }
 }

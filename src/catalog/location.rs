@@ -64,8 +64,18 @@ fn retry(s3: &S3Options) -> RetryConfig {
     RetryConfig { max_retries: 5, retry_timeout: budget, ..Default::default() }
 }
 
+/// A standard boolean environment variable (`AWS_ALLOW_HTTP=true`).
+fn env_flag(name: &str) -> bool {
+    std::env::var(name).is_ok_and(|v| matches!(v.to_ascii_lowercase().as_str(), "1" | "true" | "yes" | "on"))
+}
+
+/// Bridge's flags win; unset, the standard `AWS_*` variable decides (as object_store reads it).
+fn allow_http(s3: &S3Options) -> bool {
+    s3.allow_http || env_flag("AWS_ALLOW_HTTP")
+}
+
 fn client_options(s3: &S3Options) -> ClientOptions {
-    let mut o = ClientOptions::new().with_allow_http(s3.allow_http);
+    let mut o = ClientOptions::new().with_allow_http(allow_http(s3));
     if let Some(t) = s3.request_timeout {
         o = o.with_timeout(t).with_connect_timeout(t.min(Duration::from_secs(5)));
     }
@@ -89,7 +99,12 @@ impl Location {
             if let (Some(k), Some(s)) = (&s3.access_key_id, &s3.secret_access_key) {
                 b = b.with_access_key_id(k).with_secret_access_key(s);
             }
-            b = b.with_allow_http(s3.allow_http).with_skip_signature(s3.anonymous);
+            // The standard AWS_* variables (AWS_ENDPOINT_URL, AWS_REGION, AWS_SESSION_TOKEN, …) were
+            // read by from_env above; Bridge's own flags, when set, override them.
+            b = b.with_allow_http(allow_http(s3));
+            if s3.anonymous || env_flag("AWS_SKIP_SIGNATURE") {
+                b = b.with_skip_signature(true);
+            }
             let store = b.build().map_err(|e| Error::invalid(format!("S3 configuration for {url}: {e}")))?;
             return Self::remote(url, Arc::new(store), key_glob);
         }

@@ -40,6 +40,8 @@ pub struct EngineOptions {
     pub memory_limit: String,
     /// DuckDB worker threads.
     pub threads: usize,
+    /// Most disk DuckDB may spill to (`max_temp_directory_size`), e.g. "10GB".
+    pub spill_limit: String,
 }
 
 /// A handle to the embedded database. Each query gets its own connection (`try_clone`).
@@ -83,15 +85,18 @@ impl Engine {
             ],
         )?;
         let conn = raw.connect()?;
-        let mut allowed: Vec<String> = vec![quote_literal(&format!("{}/", dir.display()))];
+        let tmp = dir.join("tmp");
+        // Only what DuckDB must read: its spill directory and the callers' (downloads, local
+        // datasets). Not the store, not the segments, not the cache's other files.
+        let mut allowed: Vec<String> = vec![quote_literal(&format!("{}/", tmp.display()))];
         for d in &opts.allowed_dirs {
             allowed.push(quote_literal(&format!("{}/", d.display())));
         }
-        let tmp = dir.join("tmp");
         // The sandbox, in order: files only under our directories, no network, no extensions,
         // and then nothing can change these settings again.
         conn.execute_batch(&format!(
             "SET temp_directory = {tmp};
+             SET max_temp_directory_size = {spill};
              SET allowed_directories = [{allowed}];
              SET enable_external_access = false;
              SET autoinstall_known_extensions = false;
@@ -104,6 +109,7 @@ impl Engine {
              CREATE TABLE IF NOT EXISTS bridge.versions (dataset VARCHAR PRIMARY KEY, version BIGINT);
              CREATE TABLE IF NOT EXISTS bridge.locations (dataset VARCHAR PRIMARY KEY, url VARCHAR);",
             tmp = quote_literal(&tmp.display().to_string()),
+            spill = quote_literal(&opts.spill_limit),
             allowed = allowed.join(", "),
         ))?;
         macros::create(&conn)?;
@@ -223,6 +229,7 @@ mod tests {
             allowed_dirs: vec![],
             memory_limit: "256MB".into(),
             threads: 1,
+            spill_limit: "1GB".into(),
         })
         .expect("open");
         let conn = engine.connect().expect("connect");

@@ -37,5 +37,5 @@ pub fn rewrite(stmt: &Statement<'_>, schema: &Schema, sql: &str) -> Option<Strin
         .map(|(_, f)| format!("CAST({q} AS VARCHAR) AS {q}", q = quote_ident(f.name())))
         .collect();
     (!casts.is_empty())
-        .then(|| format!("SELECT * REPLACE ({}) FROM ({})", casts.join(", "), sql.trim().trim_end_matches(';')))
+        .then(|| format!("SELECT * REPLACE ({}) FROM ({}\n)", casts.join(", "), sql.trim().trim_end_matches(';')))
 }

@@ -123,7 +123,8 @@ fn start(engine: &Engine, conn: &Connection, plan: QueryPlan, schema_only: bool)
     engine.begin_read(conn)?;
     let planned = plan(conn)?;
     let sql = if schema_only {
-        format!("SELECT * FROM ({}) LIMIT 0", planned.sql.trim().trim_end_matches(';'))
+        // The newline ends any comment the SQL ends with.
+        format!("SELECT * FROM ({}\n) LIMIT 0", planned.sql.trim().trim_end_matches(';'))
     } else {
         planned.sql.clone()
     };

@@ -1,8 +1,10 @@
 //! CancelFlightInfo: the DoGets in flight, by ticket, so a client can stop a query it started.
 //!
-//! Every ticket GetFlightInfo hands out carries a fresh id (the statement handle's for Flight SQL,
-//! `call_id` for Bridge tickets), so cancelling a FlightInfo stops exactly the query its endpoint
-//! started.
+//! Every ticket GetFlightInfo hands out carries a fresh random id (the statement handle's for
+//! Flight SQL, `call_id` for Bridge tickets), so cancelling a FlightInfo stops exactly the query
+//! its endpoint started. Only such tickets can be cancelled: a ticket without an id (a JSON ticket
+//! sent straight to DoGet) is never registered, so nobody can cancel another client's query by
+//! sending the same hand-written bytes; that query stops when its own client drops the stream.
 
 use std::{
     collections::HashMap,
@@ -35,12 +37,25 @@ pub struct Registration {
     token: CancellationToken,
 }
 
+/// Whether `ticket` carries a per-call id that GetFlightInfo issued.
+pub fn carries_call_id(ticket: &[u8]) -> bool {
+    use arrow_flight::sql::{Any, TicketStatementQuery};
+    let statement = Any::decode(ticket).ok().and_then(|a| a.unpack::<TicketStatementQuery>().ok().flatten());
+    match statement {
+        Some(t) => crate::proto::StatementHandle::decode(&*t.statement_handle).is_ok_and(|h| !h.id.is_empty()),
+        None => super::ticket::try_decode(ticket).is_ok_and(|t| !t.call_id.is_empty()),
+    }
+}
+
 impl Running {
+    /// A DoGet of `ticket`: cancellable by CancelFlightInfo only if the ticket carries a call id.
     pub fn register(&self, ticket: Bytes) -> Registration {
         let id = self.inner.1.fetch_add(1, Ordering::Relaxed);
         let token = CancellationToken::new();
-        let mut map = self.inner.0.lock().unwrap_or_else(|e| e.into_inner());
-        map.entry(ticket.clone()).or_default().push((id, token.clone()));
+        if carries_call_id(&ticket) {
+            let mut map = self.inner.0.lock().unwrap_or_else(|e| e.into_inner());
+            map.entry(ticket.clone()).or_default().push((id, token.clone()));
+        }
         Registration { running: self.clone(), ticket, id, token }
     }
 
@@ -87,5 +102,35 @@ impl Drop for Registration {
                 map.remove(&self.ticket);
             }
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use arrow_flight::{FlightEndpoint, FlightInfo};
+
+    fn cancel(running: &Running, ticket: &[u8]) -> CancelStatus {
+        let info = FlightInfo::new().with_endpoint(FlightEndpoint::new().with_ticket(arrow_flight::Ticket::new(ticket.to_vec())));
+        let body = CancelFlightInfoRequest::new(info).encode_to_vec();
+        let out = running.cancel_flight_info(&body).expect("answer");
+        CancelStatus::try_from(CancelFlightInfoResult::decode(&*out).expect("result").status).expect("status")
+    }
+
+    #[test]
+    fn only_tickets_with_a_call_id_can_be_cancelled() {
+        let running = Running::default();
+        let json = Bytes::from_static(br#"{"query":"p90","dataset":"yellow"}"#);
+        let mine = running.register(json.clone());
+        assert_eq!(cancel(&running, &json), CancelStatus::NotCancellable, "same bytes, someone else's query");
+        assert!(!mine.token.is_cancelled());
+        let with_id = crate::proto::Ticket {
+            query: crate::flight::ticket::try_decode(&json).expect("ticket").query,
+            call_id: vec![7; 16],
+        };
+        let bytes = Bytes::from(with_id.encode_to_vec());
+        let issued = running.register(bytes.clone());
+        assert_eq!(cancel(&running, &bytes), CancelStatus::Cancelled);
+        assert!(issued.token.is_cancelled());
     }
 }

@@ -61,7 +61,7 @@ fn split(
     let batches = pieces.map(|r| match r {
         Ok(Piece::Batch(b)) => Ok(b),
         Ok(Piece::Encoded(_)) => {
-            Err(FlightError::Tonic(Box::new(Status::internal("pre-encoded piece in a split stream"))))
+            Err(FlightError::Tonic(Box::new(Status::from(crate::error::Error::internal("pre-encoded piece in a split stream")))))
         }
         Err(s) => Err(FlightError::Tonic(Box::new(s))),
     });
@@ -71,7 +71,7 @@ fn split(
         .build(batches)
         .map_err(|e| match e {
             FlightError::Tonic(status) => *status,
-            other => Status::internal(other.to_string()),
+            other => Status::from(crate::error::Error::internal(other)),
         })
         .boxed()
 }
@@ -91,7 +91,7 @@ fn whole(
         Piece::Batch(b) => {
             let (_, data) = generator
                 .encode(&b, &mut tracker, &options, &mut Default::default())
-                .map_err(|e| Status::internal(e.to_string()))?;
+                .map_err(|e| Status::from(crate::error::Error::internal(e)))?;
             Ok(FlightData::from(data))
         }
     });
@@ -103,6 +103,6 @@ pub fn encode_batch(batch: RecordBatch) -> BoxStream<FlightData> {
     FlightDataEncoderBuilder::new()
         .with_schema(batch.schema())
         .build(futures::stream::iter([Ok(batch)]))
-        .map_err(|e| Status::internal(e.to_string()))
+        .map_err(|e| Status::from(crate::error::Error::internal(e)))
         .boxed()
 }

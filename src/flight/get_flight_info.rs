@@ -39,7 +39,7 @@ pub async fn get_flight_info(state: &AppState, desc: FlightDescriptor) -> Result
     let endpoint = FlightEndpoint::new().with_ticket(FlightTicket::new(ticket::encode(&t)));
     FlightInfo::new()
         .try_with_schema(&schema)
-        .map_err(|e| Status::internal(e.to_string()))
+        .map_err(|e| Status::from(crate::error::Error::internal(e)))
         .map(|info| info.with_endpoint(endpoint).with_descriptor(desc).with_ordered(true))
 }
 
@@ -51,5 +51,5 @@ pub async fn get_schema(state: &AppState, desc: FlightDescriptor) -> Result<Sche
     let schema = schema_of(state, t).await?;
     SchemaAsIpc::new(&schema, &IpcWriteOptions::default())
         .try_into()
-        .map_err(|e: arrow::error::ArrowError| Status::internal(e.to_string()))
+        .map_err(|e: arrow::error::ArrowError| Status::from(crate::error::Error::internal(e)))
 }

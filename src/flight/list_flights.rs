@@ -19,7 +19,7 @@ fn info(
 ) -> Result<FlightInfo, Status> {
     Ok(FlightInfo::new()
         .try_with_schema(schema)
-        .map_err(|e| Status::internal(e.to_string()))?
+        .map_err(|e| Status::from(crate::error::Error::internal(e)))?
         .with_descriptor(desc)
         .with_endpoint(FlightEndpoint::new().with_ticket(FlightTicket::new(ticket)))
         .with_app_metadata(meta.to_string()))

@@ -45,6 +45,43 @@ pub fn check(conn: &Connection, sql: &str, datasets: &[String]) -> Result<Vec<St
     Ok(walk.read)
 }
 
+/// `sql` without what trails its last token: comments (`-- …`, `/* … */`), semicolons and
+/// whitespace. Bridge wraps user SQL (`SELECT * FROM (…) LIMIT 0` for schemas, casts for
+/// portable types), and a trailing comment or `;` must not swallow or break the wrapper.
+pub fn trim_tail(sql: &str) -> &str {
+    let b = sql.as_bytes();
+    let (mut i, mut end) = (0, 0);
+    while i < b.len() {
+        match b[i] {
+            b'-' if b.get(i + 1) == Some(&b'-') => {
+                while i < b.len() && b[i] != b'\n' {
+                    i += 1;
+                }
+                continue;
+            }
+            b'/' if b.get(i + 1) == Some(&b'*') => {
+                i += 2;
+                while i < b.len() && !(b[i] == b'*' && b.get(i + 1) == Some(&b'/')) {
+                    i += 1;
+                }
+                i += 2;
+                continue;
+            }
+            q @ (b'\'' | b'"') => {
+                i += 1;
+                while i < b.len() && b[i] != q {
+                    i += 1;
+                }
+                end = i + 1;
+            }
+            c if c.is_ascii_whitespace() || c == b';' => {}
+            _ => end = i + 1,
+        }
+        i += 1;
+    }
+    &sql[..end.min(sql.len())]
+}
+
 /// Every CTE name defined anywhere in the tree (they may be read as tables).
 fn cte_names(v: &Value, out: &mut Vec<String>) {
     match v {
@@ -212,6 +249,16 @@ mod tests {
         assert!(refused("SELECT 1; SELECT 2").contains("exactly one"));
         assert!(refused("SELECT * FROM p90('bridge.files', NULL, NULL)").contains("dataset name"));
         assert!(refused("SELECT * FROM outliers(? , NULL, NULL)").contains("dataset name"));
+    }
+
+    #[test]
+    fn trims_trailing_comments_and_semicolons_only() {
+        assert_eq!(trim_tail("SELECT 1 -- c"), "SELECT 1");
+        assert_eq!(trim_tail("SELECT 1; -- done\n"), "SELECT 1");
+        assert_eq!(trim_tail("SELECT 1 /* x */ ;"), "SELECT 1");
+        assert_eq!(trim_tail("SELECT '--', \"a;b\" -- c"), "SELECT '--', \"a;b\"");
+        assert_eq!(trim_tail("SELECT 1 -- c\nFROM t"), "SELECT 1 -- c\nFROM t");
+        assert_eq!(trim_tail("SELECT 'it''s' ;"), "SELECT 'it''s'");
     }
 
     #[test]

@@ -178,6 +178,11 @@ fn scan(snap: &Snapshot, s: &Scope, out: &mut dyn FnMut(RecordBatch) -> Result<b
     Ok(())
 }
 
+/// The most outlier rows an `order_by` without `limit` may sort (they are all held at once).
+pub const UNLIMITED_ORDER_ROWS: usize = 1_000_000;
+/// Rows a top-k buffer may reach before it is cut back, for small limits.
+const SORT_CHUNK_ROWS: usize = 65_536;
+
 /// Sorts all outlier rows by `col` and keeps the first `limit`.
 fn sorted(
     batches: Vec<RecordBatch>,
@@ -219,12 +224,32 @@ pub fn plan(o: Outliers, catalog: &Catalog) -> Result<Job> {
         match order {
             None => scan(&snap, &scope, &mut |b| emit.push(b)),
             Some((col, desc)) => {
-                let mut all = Vec::new();
+                // Top-k: with a limit, at most `limit` rows plus one scan batch are held at once
+                // (the buffer is cut back to the best `limit` whenever it doubles). Without one,
+                // the whole ordered answer must be held, up to UNLIMITED_ORDER_ROWS.
+                let keep = o.limit.map(|l| l as usize);
+                let mut held: Vec<RecordBatch> = Vec::new();
+                let mut rows = 0usize;
                 scan(&snap, &scope, &mut |b| {
-                    all.push(b);
+                    rows += b.num_rows();
+                    held.push(b);
+                    match keep {
+                        Some(k) if rows > (2 * k).max(SORT_CHUNK_ROWS) => {
+                            let best = sorted(std::mem::take(&mut held), &plain, col, desc, Some(k as u64))?;
+                            rows = best.num_rows();
+                            held.push(best);
+                        }
+                        None if rows > UNLIMITED_ORDER_ROWS => {
+                            return Err(Error::ResourceExhausted(format!(
+                                "order_by without a limit over more than {UNLIMITED_ORDER_ROWS} outliers; \
+                                 add a limit (top-k is cheap) or narrow the range"
+                            )))
+                        }
+                        _ => {}
+                    }
                     Ok(true)
                 })?;
-                emit.push(sorted(all, &plain, col, desc, o.limit)?).map(|_| ())
+                emit.push(sorted(held, &plain, col, desc, o.limit)?).map(|_| ())
             }
         }
     }))

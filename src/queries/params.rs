@@ -22,6 +22,9 @@ use crate::{
     error::{Error, Result},
 };
 
+/// Bound parameters larger than this are refused: they travel in every ticket.
+pub const MAX_PARAMETER_BYTES: usize = 1 << 20;
+
 /// One execution's values, in `?` order.
 pub type Row = Vec<Value>;
 
@@ -42,6 +45,12 @@ pub fn encode(batches: &[RecordBatch]) -> Result<Vec<u8>> {
 pub fn decode(bytes: &[u8]) -> Result<Vec<RecordBatch>> {
     if bytes.is_empty() {
         return Ok(Vec::new());
+    }
+    if bytes.len() > MAX_PARAMETER_BYTES {
+        return Err(Error::invalid(format!(
+            "the bound parameters take {} bytes; the limit is {MAX_PARAMETER_BYTES}",
+            bytes.len()
+        )));
     }
     let reader = StreamReader::try_new(bytes, None)
         .map_err(|e| Error::invalid(format!("the bound parameters are not an Arrow IPC stream: {e}")))?;

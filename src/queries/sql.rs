@@ -43,6 +43,6 @@ pub fn plan(s: Sql, catalog: &Catalog) -> Result<QueryPlan> {
         for d in &datasets {
             committed_manifest_metadata(conn, d, &mut metadata)?;
         }
-        Ok(Planned { sql: s.sql, metadata, params })
+        Ok(Planned { sql: guard::trim_tail(&s.sql).to_string(), metadata, params })
     }))
 }

@@ -81,16 +81,21 @@ pub fn quantile_cont(values: &mut [f64], q: f64) -> Option<f64> {
 
 /// The physics rule with the default bounds; None = valid.
 pub fn reason(t: &Trip) -> Option<&'static str> {
+    reason_within(t, [0.0, 10.0], [2.5, 80.0], [0.1, 800.0])
+}
+
+/// The physics rule with bounds `(lo, hi]` hours, `[lo, hi]` mph and `[lo, hi]` miles; NULL
+/// speed (no positive duration) and NULL distance fail; None = valid.
+pub fn reason_within(t: &Trip, hours_b: [f64; 2], mph: [f64; 2], miles: [f64; 2]) -> Option<&'static str> {
     let hours = (t.dropoff - t.pickup) as f64 / 3_600_000_000.0;
-    if !(hours > 0.0 && hours <= 10.0) {
+    if !(hours > hours_b[0] && hours <= hours_b[1]) {
         return Some("duration");
     }
-    let Some(d) = t.distance else { return Some("speed") };
-    let speed = d / hours;
-    if !(2.5..=80.0).contains(&speed) {
+    let speed = t.distance.filter(|_| hours > 0.0).map(|d| d / hours);
+    if !speed.is_some_and(|s| s >= mph[0] && s <= mph[1]) {
         return Some("speed");
     }
-    if !(0.1..=800.0).contains(&d) {
+    if !t.distance.is_some_and(|d| d >= miles[0] && d <= miles[1]) {
         return Some("distance");
     }
     None

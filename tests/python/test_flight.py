@@ -127,3 +127,17 @@ def test_scan_projection_and_limit(bridge, files):
         bridge.get({"query": "scan", "dataset": "yellow", "columns": ["nope"]})
     with pytest.raises(pa.ArrowInvalid, match="does not apply"):
         bridge.get({"query": "scan", "dataset": "yellow", "within_p90": True})
+
+
+@pytest.mark.parametrize("sql", [
+    "SELECT 9223372036854775807::BIGINT + 1 AS x",            # Out of Range
+    "SELECT CAST('not a number' AS INTEGER) AS x",             # Conversion
+    "SELECT [1, 2] + 'x' AS x",                                # Binder / type mismatch
+    "SELECT count(*) FROM yellow WHERE trip_distance = 'far'", # Conversion at run time
+    "SELECT no_such_column FROM yellow",                       # Binder
+])
+def test_errors_the_users_sql_causes_are_invalid_argument(bridge, sql):
+    # pyarrow raises ArrowInvalid for INVALID_ARGUMENT (FlightInternalError for INTERNAL).
+    with pytest.raises(pa.ArrowInvalid) as err:
+        bridge.get({"query": "sql", "sql": sql})
+    assert "internal error" not in str(err.value)

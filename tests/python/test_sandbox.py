@@ -2,6 +2,8 @@
 plain `sql` ticket are refused with a clear error, nothing outside is read, and no file appears."""
 import json
 
+import adbc_driver_manager
+
 import adbc_driver_flightsql.dbapi as flightsql
 import pyarrow as pa
 import pyarrow.flight as flight
@@ -78,6 +80,31 @@ ATTEMPTS = [
     "CALL pragma_version()",
     "SELECT 1; SET enable_external_access = true",
     # Pointer-taking table functions.
+    # Bridge's bookkeeping, DuckDB's catalog, settings, paths and the environment.
+    "SELECT * FROM bridge.files",
+    "SELECT * FROM bridge.versions",
+    "SELECT * FROM store.bridge.files",
+    "SELECT * FROM information_schema.tables",
+    "SELECT * FROM information_schema.columns",
+    "SELECT * FROM pg_settings",
+    "SELECT * FROM pg_catalog.pg_class",
+    "SELECT * FROM duckdb_settings()",
+    "SELECT * FROM duckdb_databases()",
+    "SELECT * FROM duckdb_tables()",
+    "SELECT * FROM duckdb_views()",
+    "SELECT * FROM duckdb_columns()",
+    "SELECT * FROM duckdb_extensions()",
+    "SELECT * FROM duckdb_secrets()",
+    "SELECT * FROM duckdb_temporary_files()",
+    "SELECT * FROM duckdb_memory()",
+    "SELECT * FROM pragma_database_list",
+    "SELECT * FROM pragma_database_list()",
+    "SELECT current_setting('allowed_directories')",
+    "SELECT current_setting('temp_directory')",
+    "SELECT * FROM yellow WHERE current_setting('home_directory') IS NOT NULL",
+    "SELECT getenv('HOME')",
+    "SELECT getvariable('x')",
+    "WITH s AS (SELECT current_setting('allowed_directories') AS d) SELECT * FROM s",
     "SELECT * FROM arrow_scan(1234, 5678, 9012)",
     "SELECT * FROM arrow_scan_dumb(1234, 5678, 9012)",
     "SELECT * FROM pandas_scan(1234)",
@@ -109,9 +136,11 @@ def test_every_escape_is_refused_over_flight_sql_and_tickets(bridge, data_dir, o
     conn = flightsql.connect(f"grpc://{bridge.addr}")
     for sql in attempts(outside, data_dir, bridge.cache_dir):
         with conn.cursor() as cur:
-            with pytest.raises(Exception) as adbc_err:
+            # ADBC's own error for a refusal: INVALID_ARGUMENT (ADBC status 3), not a lost connection.
+            with pytest.raises(adbc_driver_manager.ProgrammingError) as adbc_err:
                 cur.execute(sql)
                 cur.fetchall()
+            assert adbc_err.value.status_code == adbc_driver_manager.AdbcStatusCode.INVALID_ARGUMENT, (sql, adbc_err.value)
         ticket = json.dumps({"query": "sql", "sql": sql}).encode()
         # A clear refusal (INVALID_ARGUMENT), not a crash, a lost connection or an internal error.
         with pytest.raises(pa.ArrowInvalid) as ticket_err:
@@ -133,3 +162,19 @@ def test_refusals_say_what_is_allowed(bridge, outside):
     assert "looks like a file path" in message(f"SELECT * FROM '{outside}/secret.parquet'")
     assert "read-only" in message(f"COPY (SELECT 1) TO '{outside}/out/x.csv'")
     assert "dataset name" in message("SELECT * FROM p90('bridge.files', NULL, NULL)")
+    assert "not a dataset" in message("SELECT * FROM bridge.files") and "yellow" in message("SELECT * FROM bridge.files")
+    assert "settings or environment" in message("SELECT current_setting('allowed_directories')")
+
+
+def test_trailing_comments_still_work(bridge):
+    """However user SQL is wrapped (LIMIT 0 for schemas, casts for portable types), a trailing
+    line comment must not swallow the wrapper."""
+    want = bridge.get({"query": "sql", "sql": "SELECT count(*) AS n FROM yellow"})["n"][0].as_py()
+    for sql in ("SELECT count(*) AS n FROM yellow -- a comment", "SELECT count(*) AS n FROM yellow -- a comment\n",
+                "SELECT count(*) AS n FROM yellow /* a block */", "SELECT count(*) AS n FROM yellow; -- done"):
+        assert bridge.get({"query": "sql", "sql": sql})["n"][0].as_py() == want, sql
+        info = bridge.client.get_flight_info(flight.FlightDescriptor.for_command(json.dumps({"query": "sql", "sql": sql})))
+        assert info.schema.names == ["n"], sql
+    with flightsql.connect(f"grpc://{bridge.addr}") as conn, conn.cursor() as cur:
+        cur.execute("SELECT count(*) AS n FROM yellow -- a comment")
+        assert cur.fetchall() == [(want,)]

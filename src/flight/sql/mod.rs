@@ -60,7 +60,7 @@ fn tables(state: &AppState) -> Vec<(String, SchemaRef)> {
 }
 
 fn internal(e: impl std::fmt::Display) -> Status {
-    Status::internal(e.to_string())
+    Status::from(crate::error::Error::internal(e))
 }
 
 /// Plans a command far enough to answer it.
@@ -153,7 +153,7 @@ pub async fn flight_info(state: &AppState, cmd: Command, desc: FlightDescriptor)
     let endpoint = FlightEndpoint::new().with_ticket(FlightTicket::new(ticket));
     FlightInfo::new()
         .try_with_schema(&schema)
-        .map_err(|e| Status::internal(e.to_string()))
+        .map_err(|e| Status::from(crate::error::Error::internal(e)))
         .map(|info| info.with_endpoint(endpoint).with_descriptor(desc))
 }
 
@@ -161,7 +161,7 @@ pub async fn schema(state: &AppState, cmd: Command) -> Result<SchemaResult, Stat
     let schema = schema_of(state, answer(state, cmd)?).await?;
     SchemaAsIpc::new(&schema, &IpcWriteOptions::default())
         .try_into()
-        .map_err(|e: arrow::error::ArrowError| Status::internal(e.to_string()))
+        .map_err(|e: arrow::error::ArrowError| Status::from(crate::error::Error::internal(e)))
 }
 
 #[cfg(test)]

@@ -19,8 +19,7 @@ use tonic::Status;
 use super::handle;
 use crate::{error::Error, proto::Sql, queries, state::AppState};
 
-/// Bound parameters larger than this are refused: they travel in every ticket.
-const MAX_PARAMETER_BYTES: usize = 1 << 20;
+use crate::queries::params::MAX_PARAMETER_BYTES;
 
 fn unpack<T: prost::Message + Default + ProstMessageExt>(body: &[u8], what: &str) -> Result<T, Status> {
     Any::decode(body)
@@ -32,7 +31,7 @@ fn unpack<T: prost::Message + Default + ProstMessageExt>(body: &[u8], what: &str
 fn ipc_schema(schema: &Schema) -> Result<Vec<u8>, Status> {
     let IpcMessage(bytes) = SchemaAsIpc::new(schema, &IpcWriteOptions::default())
         .try_into()
-        .map_err(|e: arrow::error::ArrowError| Status::internal(e.to_string()))?;
+        .map_err(|e: arrow::error::ArrowError| Status::from(crate::error::Error::internal(e)))?;
     Ok(bytes.to_vec())
 }
 
@@ -79,6 +78,12 @@ pub fn close(body: &[u8]) -> Result<(), Status> {
     Ok(())
 }
 
+fn too_large(bytes: usize) -> Error {
+    Error::invalid(format!(
+        "bound parameters take at least {bytes} bytes; the limit is {MAX_PARAMETER_BYTES} (they travel in every ticket)"
+    ))
+}
+
 /// DoPut on a prepared statement: the parameter batches become part of a new handle.
 pub async fn bind(
     cmd: CommandPreparedStatementQuery,
@@ -86,18 +91,24 @@ pub async fn bind(
     rest: impl Stream<Item = Result<FlightData, Status>> + Send + 'static,
 ) -> Result<PutResult, Status> {
     let mut statement = handle::statement(&cmd.prepared_statement_handle)?;
-    let data = futures::stream::once(async { Ok(first) }).chain(rest).map_err(FlightError::from);
+    // Counted as the messages arrive: a client cannot make Bridge hold more than the cap.
+    let mut received = 0usize;
+    let data = futures::stream::once(async { Ok(first) }).chain(rest).map(move |m| {
+        let m = m?;
+        received += m.data_body.len() + m.data_header.len();
+        if received > MAX_PARAMETER_BYTES {
+            return Err(Status::from(too_large(received)));
+        }
+        Ok(m)
+    });
+    let data = data.map_err(FlightError::from);
     let batches: Vec<_> = FlightRecordBatchStream::new_from_flight_data(data)
         .try_collect()
         .await
         .map_err(|e| Error::invalid(format!("the parameters are not a valid Arrow stream: {e}")))?;
     let bytes = queries::params::encode(&batches)?;
     if bytes.len() > MAX_PARAMETER_BYTES {
-        return Err(Error::invalid(format!(
-            "bound parameters take {} bytes; the limit is {MAX_PARAMETER_BYTES} (they travel in every ticket)",
-            bytes.len()
-        ))
-        .into());
+        return Err(too_large(bytes.len()).into());
     }
     statement.parameters = bytes;
     let result = DoPutPreparedStatementResult { prepared_statement_handle: Some(handle::prepared(statement).into()) };
