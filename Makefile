@@ -7,7 +7,7 @@ BIN := target/release/bridge
 ROWS ?= 3000000
 MONTH ?= 2024-01
 
-.PHONY: run test build libduckdb venv data bench load lint clean
+.PHONY: run test build libduckdb venv data bench bench-history load lint clean
 
 libduckdb: $(DUCKDB_LIB_DIR)/libduckdb.so
 $(DUCKDB_LIB_DIR)/libduckdb.so:
@@ -39,6 +39,10 @@ bench: build venv
 	cargo bench --bench do_get
 	BRIDGE_BIN=$(CURDIR)/$(BIN) $(PY) benches/e2e.py
 	BRIDGE_BIN=$(CURDIR)/$(BIN) $(PY) benches/bulk_cpu.py
+
+# Years of data on one node (MONTHS, FROM, ROWS): ingest rate, first answer, footprint, RSS.
+bench-history: build venv
+	BRIDGE_BIN=$(CURDIR)/$(BIN) $(PY) benches/history.py --months $(or $(MONTHS),12) --from $(or $(FROM),2024-01) --rows $(ROWS)
 
 # The long load run (the CI-sized one is part of `make test`).
 load: build venv

@@ -109,6 +109,24 @@ def wait_until(condition, timeout=20.0, what="the condition"):
         _TICK.wait(0.02)  # re-check the condition every 20 ms until the deadline
 
 
+class RefusingPort:
+    """A loopback port bound but never listening, held for the test: connections to it are
+    refused, and no other process can take the port meanwhile (no bind-close-reuse race)."""
+
+    def __init__(self):
+        import socket
+        self.sock = socket.socket()
+        self.sock.bind(("127.0.0.1", 0))
+        self.port = self.sock.getsockname()[1]
+        self.endpoint = f"http://127.0.0.1:{self.port}"
+
+    def __enter__(self):
+        return self
+
+    def __exit__(self, *exc):
+        self.sock.close()
+
+
 def s3_client(endpoint):
     return boto3.client("s3", endpoint_url=endpoint, region_name="us-east-1",
                         aws_access_key_id="testing", aws_secret_access_key="testing")

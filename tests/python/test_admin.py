@@ -1,14 +1,13 @@
 """The admin port: Prometheus metrics that move with the traffic, liveness and readiness."""
 import re
 import shutil
-import socket
 import urllib.error
 import urllib.request
 
 import pyarrow as pa
 import pytest
 
-from conftest import Bridge, wait_until
+from conftest import Bridge, RefusingPort, wait_until
 
 
 def http(url):
@@ -61,12 +60,14 @@ def test_metrics_health_and_readiness(data_dir, tmp_path):
 
 
 def test_not_ready_until_a_first_manifest(tmp_path):
-    with socket.socket() as s:  # nothing listens here: the store is unreachable
-        s.bind(("127.0.0.1", 0))
-        port = s.getsockname()[1]
+    with RefusingPort() as refusing:  # the store is unreachable for the whole test
+        not_ready(tmp_path, refusing)
+
+
+def not_ready(tmp_path, refusing):
     b = Bridge(["yellow=s3://tlc/trips/*.parquet"], tmp_path / "cache",
-               ["--s3-endpoint", f"http://127.0.0.1:{port}", "--s3-allow-http", "--s3-region", "us-east-1",
-                "--s3-anonymous"], admin=True)
+               ["--s3-endpoint", refusing.endpoint, "--s3-allow-http", "--s3-region", "us-east-1",
+                "--s3-anonymous"], admin=True, loaded=False)
     try:
         assert http(b.admin + "/healthz")[0] == 200
         status, body = http(b.admin + "/readyz")

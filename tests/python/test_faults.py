@@ -53,6 +53,7 @@ class Shedding(http.server.ThreadingHTTPServer):
 
     def __init__(self, upstream, share, seed=5):
         self.upstream, self.share, self.rng, self.shed = upstream, share, random.Random(seed), 0
+        self.blocked = set()  # GETs of these object names always fail, until removed
         super().__init__(("127.0.0.1", 0), ProxyHandler)
 
 
@@ -64,7 +65,8 @@ class ProxyHandler(http.server.BaseHTTPRequestHandler):
 
     def _any(self):
         body = self.rfile.read(int(self.headers.get("Content-Length", 0) or 0))
-        if self.server.rng.random() < self.server.share:
+        blocked = self.command == "GET" and any(self.path.split("?")[0].endswith(k) for k in self.server.blocked)
+        if blocked or self.server.rng.random() < self.server.share:
             self.server.shed += 1
             msg = b"<Error><Code>SlowDown</Code><Message>Please reduce your request rate.</Message></Error>"
             self.send_response(503)
@@ -172,3 +174,35 @@ def test_killing_s3_mid_scan_does_not_break_the_stream(tmp_path):
     finally:
         b.stop()
         moto.stop()
+
+
+def test_a_download_that_keeps_failing_is_retried_not_quarantined(moto, tmp_path):
+    """Transient failures (here: every GET of one object answers 503 for a while) are retried with
+    backoff and never quarantine the file; the rest serves meanwhile, and the file joins once the
+    store recovers."""
+    files = generate(tmp_path / "d", ["2024-01", "2024-02"], rows=30_000)
+    s3 = s3_client(moto.endpoint)
+    s3.create_bucket(Bucket="flaky")
+    for f in files:
+        s3.upload_file(str(f), "flaky", f"t/{f.name}")
+    host, port = moto.endpoint.removeprefix("http://").split(":")
+    proxy = Shedding((host, int(port)), share=0.0)
+    proxy.blocked.add(files[1].name)
+    threading.Thread(target=proxy.serve_forever, daemon=True).start()
+    endpoint = f"http://127.0.0.1:{proxy.server_address[1]}"
+    b = Bridge(["yellow=s3://flaky/t/*.parquet"], tmp_path / "cache",
+               [*s3_args(endpoint), "--s3-retry-timeout", "1s", "--refresh-interval", "200ms"])
+    try:
+        rows = [pq.ParquetFile(f).metadata.num_rows for f in files]
+        st = wait_until(lambda: (s := b.status())["retrying"] and s["retrying"][0]["attempts"] >= 2 and s,
+                        timeout=30, what="a second attempt at the failing file")
+        assert [f["key"] for f in st["files"]] == [f"t/{files[0].name}"] and not st["quarantined"], st
+        assert st["retrying"][0]["key"] == f"t/{files[1].name}" and "download" in st["retrying"][0]["reason"]
+        assert b.get({"query": "sql", "sql": "SELECT count(*) AS n FROM yellow"})["n"][0].as_py() == rows[0]
+        proxy.blocked.clear()
+        st = wait_until(lambda: len((s := b.status())["files"]) == 2 and s, timeout=30, what="the file to join")
+        assert not st["quarantined"] and not st["retrying"], st
+        assert b.get({"query": "sql", "sql": "SELECT count(*) AS n FROM yellow"})["n"][0].as_py() == sum(rows)
+    finally:
+        b.stop()
+        proxy.shutdown()

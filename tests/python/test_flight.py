@@ -3,6 +3,8 @@ import json
 import math
 
 import pyarrow as pa
+import pyarrow.compute  # noqa: F401 (pa.compute)
+import pyarrow.parquet  # noqa: F401 (pa.parquet)
 import pyarrow.flight as flight
 import pytest
 
@@ -17,10 +19,28 @@ def test_list_flights_describes_datasets_and_queries(bridge, files):
     assert "trip_distance" in dataset[0].schema.names
     kinds = [json.loads(i.app_metadata)["query"] for i in infos if json.loads(i.app_metadata)["kind"] == "query"]
     assert kinds == ["p90", "outliers", "scan", "sql"]
-    # Every example command in ListFlights is a working ticket.
+    # Every example command in ListFlights is a working ticket, and answers what it says.
+    total = sum(pa.parquet.ParquetFile(f).metadata.num_rows for f in files)
+    checked = 0
     for i in infos:
-        if i.descriptor.descriptor_type == flight.DescriptorType.CMD:
-            assert bridge.client.do_get(i.endpoints[0].ticket).read_all().schema is not None
+        if i.descriptor.descriptor_type != flight.DescriptorType.CMD:
+            continue
+        example = json.loads(i.descriptor.command)
+        got = bridge.client.do_get(i.endpoints[0].ticket).read_all()
+        frm, to = example.get("from"), example.get("to")
+        if example["query"] == "p90":
+            assert got.num_rows == ref.p90(files, frm, to)[1].num_rows
+        elif example["query"] == "outliers" and frm:
+            assert got.num_rows == ref.outliers(files, frm, to).num_rows
+        elif example["query"] == "scan":
+            want = ref.in_range(ref.read(files), frm, to).num_rows if frm else total
+            assert got.num_rows == min(want, example.get("limit") or want)
+        elif example["query"] == "sql":
+            assert got.column(0)[0].as_py() == total, example
+        else:
+            continue
+        checked += 1
+    assert checked >= 3, "the examples of p90, scan and sql must be checked"
 
 
 @pytest.mark.parametrize("frm,to", [("2024-01-01", "2024-02-01"), ("2024-02-03", "2024-02-04"), (None, None)])
@@ -56,12 +76,18 @@ def test_outliers_match_pyarrow_reference(bridge, files):
     assert set(got["reason"].to_pylist()) == {"duration", "speed", "distance"}
 
 
-def test_top10_fastest_within_p90(bridge):
+def test_top10_fastest_within_p90(bridge, files):
     got = bridge.get({"query": "outliers", "dataset": "yellow", "within_p90": True, "order_by": "avg_speed_mph desc", "limit": 10})
-    speeds = got["avg_speed_mph"].to_pylist()
-    assert len(speeds) == 10 and speeds == sorted(speeds, reverse=True)
-    thr = float(got.schema.metadata[b"bridge.p90.threshold"])
-    assert min(got["trip_distance"].to_pylist()) > thr
+    # The reference: DuckDB-Python's threshold over every trip, then the physics rule in pyarrow.
+    thr, _ = ref.p90(files)
+    out = ref.outliers(files, "1900-01-01", "2100-01-01")
+    above = out.filter(pa.compute.greater(out["trip_distance"], thr))
+    us = pa.compute.subtract(above["tpep_dropoff_datetime"].cast(pa.int64()), above["tpep_pickup_datetime"].cast(pa.int64()))
+    hours = pa.compute.divide(us.cast(pa.float64()), 3.6e9)
+    speed = pa.compute.if_else(pa.compute.greater(hours, 0), pa.compute.divide(above["trip_distance"], hours), None)
+    want = sorted((s for s in speed.to_pylist() if s is not None), reverse=True)[:10]
+    assert got["avg_speed_mph"].to_pylist() == pytest.approx(want, rel=1e-12)
+    assert math.isclose(float(got.schema.metadata[b"bridge.p90.threshold"]), thr, rel_tol=1e-12)
 
 
 def test_sql_matches_duckdb_reference(bridge, files):

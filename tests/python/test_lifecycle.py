@@ -2,13 +2,12 @@
 that suddenly comes back empty, and leftover downloads. Expected values come from pyarrow's
 reading of the same files."""
 import json
-import socket
 
 import pyarrow.flight as flight
 import pyarrow.parquet as pq
 import pytest
 
-from conftest import Bridge, generate, s3_args, s3_client, wait_until
+from conftest import Bridge, RefusingPort, generate, s3_args, s3_client, wait_until
 
 PREFIX = "trips"
 
@@ -30,12 +29,6 @@ def bucket(moto, name, files):
     return s3
 
 
-def closed_port():
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]  # nothing listens here once the socket closes
-
-
 def test_a_changed_glob_never_serves_the_old_locations_rows(six, tmp_path):
     cache = tmp_path / "cache"
     b = Bridge([f"yellow={six[0].parent}/*.parquet"], cache)
@@ -44,7 +37,8 @@ def test_a_changed_glob_never_serves_the_old_locations_rows(six, tmp_path):
     finally:
         b.stop()
     # Same name, same cache, a new location that cannot be reached.
-    unreachable = ["--s3-endpoint", f"http://127.0.0.1:{closed_port()}", "--s3-allow-http", "--s3-region",
+    refusing = RefusingPort()
+    unreachable = ["--s3-endpoint", refusing.endpoint, "--s3-allow-http", "--s3-region",
                    "us-east-1", "--s3-anonymous", "--s3-retry-timeout", "1s", "--s3-timeout", "1s"]
     b = Bridge(["yellow=s3://elsewhere/trips/*.parquet"], cache, unreachable)
     try:
@@ -55,6 +49,7 @@ def test_a_changed_glob_never_serves_the_old_locations_rows(six, tmp_path):
         assert b.status()["files"] == []
     finally:
         b.stop()
+        refusing.sock.close()
 
 
 def test_killed_while_loading_then_resumed_answers_exactly(moto, six, tmp_path):

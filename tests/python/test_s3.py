@@ -1,6 +1,5 @@
 """The same answers when the dataset lives on an S3-compatible server (moto_server on loopback)."""
 import math
-import socket
 
 import boto3
 import pyarrow as pa
@@ -8,7 +7,7 @@ import pyarrow.flight as flight
 import pytest
 
 import reference as ref
-from conftest import Bridge
+from conftest import Bridge, RefusingPort
 
 
 @pytest.fixture(scope="module")
@@ -55,13 +54,25 @@ def json_meta(info):
 
 
 def test_unreachable_store_is_unavailable(tmp_path):
-    with socket.socket() as s:  # a port with nothing listening: connections are refused
-        s.bind(("127.0.0.1", 0))
-        port = s.getsockname()[1]
-    b = Bridge(["yellow=s3://tlc/trips/*.parquet"], tmp_path / "cache",
-               ["--s3-endpoint", f"http://127.0.0.1:{port}", "--s3-allow-http", "--s3-region", "us-east-1", "--s3-anonymous"])
+    with RefusingPort() as refusing:  # connections are refused for the whole test
+        b = Bridge(["yellow=s3://tlc/trips/*.parquet"], tmp_path / "cache",
+                   ["--s3-endpoint", refusing.endpoint, "--s3-allow-http", "--s3-region", "us-east-1", "--s3-anonymous"])
+        try:
+            with pytest.raises(flight.FlightUnavailableError, match="unavailable"):
+                b.get({"query": "p90", "dataset": "yellow"})
+        finally:
+            b.stop()
+
+
+def test_standard_aws_variables_configure_the_store(moto, bucket, files, tmp_path):
+    """No --s3-* flag at all: object_store's and the AWS tools' own variables are honoured."""
+    env = {"AWS_ENDPOINT_URL": moto.endpoint, "AWS_ALLOW_HTTP": "true", "AWS_REGION": "us-east-1",
+           "AWS_ACCESS_KEY_ID": "testing", "AWS_SECRET_ACCESS_KEY": "testing", "AWS_SESSION_TOKEN": "token"}
+    b = Bridge([f"yellow={bucket}"], tmp_path / "cache", env=env)
     try:
-        with pytest.raises(flight.FlightUnavailableError, match="unavailable"):
-            b.get({"query": "p90", "dataset": "yellow"})
+        st = b.status()
+        assert len(st["files"]) == len(files) and st["last_error"] is None, st
+        want = sum(pa.parquet.ParquetFile(f).metadata.num_rows for f in files)
+        assert b.get({"query": "sql", "sql": "SELECT count(*) AS n FROM yellow"})["n"][0].as_py() == want
     finally:
         b.stop()

@@ -1,4 +1,6 @@
 """The accelerated store survives restarts: segments are reused, missing ones rebuilt, answers equal."""
+import pyarrow.parquet as pq
+
 from conftest import Bridge
 
 TICKETS = [
@@ -43,3 +45,21 @@ def test_restart_reuses_segments_and_rebuilds_missing_ones(data_dir, tmp_path):
         b.stop()
     after = segment_files(cache)
     assert victim in after and "stale.arrow" not in after
+
+
+def test_files_that_are_symlinks_elsewhere_are_read(files, tmp_path):
+    """A dataset directory of symlinks to files elsewhere (DuckDB itself may only read under the
+    dataset's directory): every file is ingested, none quarantined, answers exact."""
+    links = tmp_path / "links"
+    links.mkdir()
+    for f in files:
+        (links / f.name).symlink_to(f)
+    b = Bridge([f"yellow={links}/*.parquet"], tmp_path / "cache")
+    try:
+        st = b.status()
+        assert not st["quarantined"] and len(st["files"]) == len(files), st["quarantined"]
+        want = sum(pq.ParquetFile(f).metadata.num_rows for f in files)
+        assert b.get({"query": "sql", "sql": "SELECT count(*) AS n FROM yellow"})["n"][0].as_py() == want
+        assert not list((tmp_path / "cache" / "objects").glob("*")), "the copies are removed after ingest"
+    finally:
+        b.stop()

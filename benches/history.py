@@ -1,0 +1,125 @@
+"""Years of data on one node: how fast Bridge loads them, how soon it answers, what it keeps.
+
+    BRIDGE_BIN=target/release/bridge .venv/bin/python benches/history.py [--months 12] [--from 2024-01] [--rows 3000000]
+
+Generates N months (`--from 2009-01` includes the 2009 and 2010 layouts), starts Bridge on them
+with an empty cache and prints, in the same run:
+* ingest rows/s, time to the first answer for the newest month, time until everything is in;
+* local bytes (DuckDB store + segments) ÷ Parquet bytes; peak RSS while loading;
+* the `p90` summary over everything at a pyarrow client (median of 9) beside DuckDB-Python
+  computing the same threshold over the same Parquet files (the peer, median of 3).
+"""
+import argparse
+import json
+import os
+import statistics
+import subprocess
+import sys
+import tempfile
+import threading
+import time
+from pathlib import Path
+
+import duckdb
+import psutil
+import pyarrow.flight as flight
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "tests" / "python"))
+from conftest import BIN, Bridge  # noqa: E402
+
+
+def months(first, n):
+    y, m = map(int, first.split("-"))
+    for _ in range(n):
+        yield f"{y:04d}-{m:02d}"
+        y, m = (y + 1, 1) if m == 12 else (y, m + 1)
+
+
+def du(path):
+    return sum(p.stat().st_size for p in Path(path).rglob("*") if p.is_file())
+
+
+class PeakRss:
+    def __init__(self, pid):
+        self.proc, self.peak, self.stop = psutil.Process(pid), 0, threading.Event()
+        threading.Thread(target=self.run, daemon=True).start()
+
+    def run(self):
+        while not self.stop.wait(0.05):  # sampling, not waiting for a condition
+            try:
+                self.peak = max(self.peak, self.proc.memory_info().rss)
+            except psutil.Error:
+                return
+
+
+def main():
+    ap = argparse.ArgumentParser()
+    ap.add_argument("--months", type=int, default=12)
+    ap.add_argument("--from", dest="first", default="2024-01")
+    ap.add_argument("--rows", type=int, default=3_000_000)
+    ap.add_argument("--data", help="reuse (or create) the generated months here")
+    args = ap.parse_args()
+    tmp = tempfile.TemporaryDirectory()
+    data = Path(args.data or Path(tmp.name) / "yellow")
+    wanted = list(months(args.first, args.months))
+    for m in wanted:
+        if not (data / f"yellow_tripdata_{m}.parquet").exists():
+            subprocess.run([BIN, "gen", "--out", str(data), "--month", m, "--rows", str(args.rows)], check=True,
+                           capture_output=True)
+    files = [data / f"yellow_tripdata_{m}.parquet" for m in wanted]
+    parquet = sum(f.stat().st_size for f in files)
+    newest = wanted[-1]
+    cache = Path(tmp.name) / "cache"
+    start = time.monotonic()
+    b = Bridge([f"yellow={data}/yellow_tripdata_*.parquet"], cache, memory_limit="4GB", loaded=False)
+    rss = PeakRss(b.proc.pid)
+    client = flight.connect(f"grpc://{b.addr}")
+    first = None
+    nxt = f"{newest[:4]}-{int(newest[5:]) + 1:02d}-01" if newest[5:] != "12" else f"{int(newest[:4]) + 1}-01-01"
+    ticket = flight.Ticket(json.dumps({"query": "p90", "dataset": "yellow", "output": "summary",
+                                       "from": f"{newest}-01", "to": nxt}).encode())
+    deadline = start + 3600
+    while first is None and time.monotonic() < deadline:
+        try:
+            client.do_get(ticket).read_all()
+            first = time.monotonic() - start
+        except flight.FlightUnavailableError:
+            time.sleep(0.05)  # a bench polling for its first answer, not a test
+    b.wait_for(r"has loaded every dataset", timeout=3600)
+    loaded = time.monotonic() - start
+    rss.stop.set()
+    st = b.status()
+    rows = sum(f["rows"] for f in st["files"])
+    local = du(cache / "store")
+    everything = flight.Ticket(json.dumps({"query": "p90", "dataset": "yellow", "output": "summary"}).encode())
+    times = []
+    for _ in range(9):
+        t0 = time.perf_counter()
+        got = client.do_get(everything).read_all().to_pylist()[0]
+        times.append(time.perf_counter() - t0)
+    b.stop()
+    paths = ", ".join(f"'{f}'" for f in files)
+    peer = []
+    modern = all(int(m[:4]) >= 2011 for m in wanted)
+    if modern:
+        con = duckdb.connect()
+        for _ in range(3):
+            t0 = time.perf_counter()
+            thr = con.execute(f"SELECT quantile_cont(trip_distance, 0.9) FROM read_parquet([{paths}])").fetchone()[0]
+            peer.append(time.perf_counter() - t0)
+        assert abs(thr - got["threshold"]) < 1e-9, (thr, got)
+    print(f"\n{args.months} months from {args.first}, {rows:,} rows, {parquet / 1e6:,.0f} MB of Parquet, "
+          f"2 cores, {os.cpu_count()} CPUs seen\n")
+    print("| measure | Bridge | peer |")
+    print("|---|---:|---:|")
+    print(f"| ingest rows/s | {rows / loaded:,.0f} | |")
+    print(f"| first answer for the newest month | {first:.1f} s | |")
+    print(f"| everything ingested | {loaded:.1f} s | |")
+    print(f"| local bytes ÷ Parquet bytes | {local / parquet:.2f}× ({local / 1e6:,.0f} MB) | |")
+    print(f"| peak RSS while loading | {rss.peak / 2**20:,.0f} MiB | |")
+    peer_cell = f"{statistics.median(peer) * 1e3:,.0f} ms (DuckDB-Python over the Parquet)" if peer else "n/a (old eras)"
+    print(f"| `p90` summary over everything (median) | {statistics.median(times) * 1e3:,.1f} ms | {peer_cell} |")
+
+
+if __name__ == "__main__":
+    main()
