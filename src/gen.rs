@@ -367,7 +367,8 @@ fn batch(gen: &mut TripGen, schema: &SchemaRef, n: usize) -> RecordBatch {
         chrono::DateTime::from_timestamp_micros(us).map(|t| t.naive_utc().format("%Y-%m-%d %H:%M:%S").to_string())
     };
     let vendor_text = |t: &Trip| Some(["CMT", "VTS", "DDS"][(t.vendor as usize).clamp(1, 3) - 1].to_string());
-    let fare_total = |t: &Trip| t.fare + 1.5 + 1.0 + t.tip + t.tolls + t.congestion.unwrap_or(0.0) + t.airport.unwrap_or(0.0);
+    let fare_total =
+        |t: &Trip| t.fare + 1.5 + 1.0 + t.tip + t.tolls + t.congestion.unwrap_or(0.0) + t.airport.unwrap_or(0.0);
     let old_total = |t: &Trip| ((t.fare + 0.5 + 0.5 + t.tip + t.tolls) * 100.0).round() / 100.0;
     let era = month_era(schema);
     let columns: Vec<ArrayRef> = schema
@@ -420,8 +421,13 @@ fn batch(gen: &mut TripGen, schema: &SchemaRef, n: usize) -> RecordBatch {
                         .map(|p| if p == "CASH" && t.pickup % 3_000_000 == 0 { "Cash".to_string() } else { p })
                 }),
                 "payment_type" if era == Era::Y2010 => text(&|t| {
-                    Some(["CRD", "CSH", "NOC", "DIS"][(t.payment as usize).clamp(1, 4) - 1].to_string())
-                        .map(|p| if t.pickup % 5_000_000 == 0 { "UNK".to_string() } else { p })
+                    Some(["CRD", "CSH", "NOC", "DIS"][(t.payment as usize).clamp(1, 4) - 1].to_string()).map(|p| {
+                        if t.pickup % 5_000_000 == 0 {
+                            "UNK".to_string()
+                        } else {
+                            p
+                        }
+                    })
                 }),
                 "Fare_Amt" => float(&|t| Some(t.fare)),
                 "surcharge" => float(&|t| Some(if t.pickup % 2_000_000 == 0 { 1.0 } else { 0.5 })),

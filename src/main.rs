@@ -77,7 +77,8 @@ async fn run(config: bridge::config::Config) -> Result<(), Box<dyn std::error::E
     let catalog = state.catalog().clone();
     tokio::spawn(async move {
         let _ = first_passes.await;
-        let (files, rows) = catalog.datasets().map(|d| d.snapshot()).fold((0, 0), |(f, r), s| (f + s.files.len(), r + s.rows()));
+        let (files, rows) =
+            catalog.datasets().map(|d| d.snapshot()).fold((0, 0), |(f, r), s| (f + s.files.len(), r + s.rows()));
         println!("Bridge has loaded every dataset: {files} files, {rows} rows (new files keep landing)");
     });
     let (signalled_tx, mut signalled) = tokio::sync::watch::channel(false);

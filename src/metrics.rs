@@ -108,7 +108,11 @@ pub static LAST_LISTING: LazyLock<IntGaugeVec> = LazyLock::new(|| {
 
 /// Ingest progress per dataset: files the current pass still has to ingest, rows ingested.
 pub static INGEST_PENDING: LazyLock<IntGaugeVec> = LazyLock::new(|| {
-    build(register_int_gauge_vec!("bridge_ingest_pending_files", "Files the current ingest pass has yet to finish", &["dataset"]))
+    build(register_int_gauge_vec!(
+        "bridge_ingest_pending_files",
+        "Files the current ingest pass has yet to finish",
+        &["dataset"]
+    ))
 });
 pub static INGESTED_ROWS: LazyLock<IntCounterVec> = LazyLock::new(|| {
     build(register_int_counter_vec!("bridge_ingested_rows_total", "Rows ingested (rate = ingest rows/s)", &["dataset"]))

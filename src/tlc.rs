@@ -259,7 +259,8 @@ mod tests {
         );
         assert!(m.iter().all(|c| c.fixed));
         assert_eq!(m[1].expr, "TRY_CAST(\"Trip_Pickup_DateTime\" AS TIMESTAMP)");
-        let y2010 = cols(&[("pickup_datetime", "TIMESTAMP"), ("dropoff_datetime", "TIMESTAMP"), ("trip_distance", "DOUBLE")]);
+        let y2010 =
+            cols(&[("pickup_datetime", "TIMESTAMP"), ("dropoff_datetime", "TIMESTAMP"), ("trip_distance", "DOUBLE")]);
         assert_eq!(names(&map_columns("yellow", &y2010, &[]).expect("2010")), [PICKUP, DROPOFF, DISTANCE]);
         let y2024 = cols(&[
             ("tpep_pickup_datetime", "TIMESTAMP_NS"),
@@ -288,11 +289,16 @@ mod tests {
 
     #[test]
     fn a_user_alias_can_make_a_file_tlc_shaped() {
-        let green = cols(&[("lpep_pickup_datetime", "TIMESTAMP"), ("lpep_dropoff_datetime", "TIMESTAMP"), ("trip_distance", "DOUBLE")]);
-        let aliases: Vec<Alias> = ["lpep_pickup_datetime=tpep_pickup_datetime", "lpep_dropoff_datetime=tpep_dropoff_datetime"]
-            .iter()
-            .map(|s| s.parse().expect("alias"))
-            .collect();
+        let green = cols(&[
+            ("lpep_pickup_datetime", "TIMESTAMP"),
+            ("lpep_dropoff_datetime", "TIMESTAMP"),
+            ("trip_distance", "DOUBLE"),
+        ]);
+        let aliases: Vec<Alias> =
+            ["lpep_pickup_datetime=tpep_pickup_datetime", "lpep_dropoff_datetime=tpep_dropoff_datetime"]
+                .iter()
+                .map(|s| s.parse().expect("alias"))
+                .collect();
         let m = map_columns("green", &green, &aliases).expect("green");
         assert_eq!(names(&m), [PICKUP, DROPOFF, DISTANCE]);
         assert!(m.iter().all(|c| c.fixed));

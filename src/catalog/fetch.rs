@@ -26,7 +26,8 @@ pub async fn local_copy(location: &Location, entry: &ObjectEntry, cache_dir: &Fs
         let file = root.join(&entry.key);
         // DuckDB may only read under the dataset's directory: a file that is a symlink to
         // somewhere else is read through a copy in the download directory.
-        let real = tokio::fs::canonicalize(&file).await.map_err(|e| Error::Unavailable(format!("{}: {e}", file.display())))?;
+        let real =
+            tokio::fs::canonicalize(&file).await.map_err(|e| Error::Unavailable(format!("{}: {e}", file.display())))?;
         if real.starts_with(root) {
             return Ok(file);
         }

@@ -12,7 +12,12 @@ mod fetch;
 mod location;
 mod refresh;
 
-use std::{collections::{BTreeMap, HashSet}, path::PathBuf, sync::Arc, time::Duration};
+use std::{
+    collections::{BTreeMap, HashSet},
+    path::PathBuf,
+    sync::Arc,
+    time::Duration,
+};
 
 pub use dataset::{Dataset, Progress, Quarantined, Retrying, Snapshot};
 pub use location::{Location, ObjectEntry};
@@ -78,8 +83,13 @@ impl Catalog {
         if let Some((name, _)) = config.dataset_refresh.iter().find(|(n, _)| !datasets.contains_key(n)) {
             return Err(Error::invalid(format!("--dataset-refresh names {name:?}, which is not a dataset")));
         }
-        if let Some(a) = config.column_aliases.iter().find(|a| a.dataset.as_ref().is_some_and(|d| !datasets.contains_key(d))) {
-            return Err(Error::invalid(format!("--column-alias names dataset {:?}, which is not a dataset", a.dataset)));
+        if let Some(a) =
+            config.column_aliases.iter().find(|a| a.dataset.as_ref().is_some_and(|d| !datasets.contains_key(d)))
+        {
+            return Err(Error::invalid(format!(
+                "--column-alias names dataset {:?}, which is not a dataset",
+                a.dataset
+            )));
         }
         let keep: Vec<&str> = datasets.keys().map(String::as_str).collect();
         for gone in engine.forget_others(&keep)? {
@@ -141,7 +151,10 @@ impl Catalog {
     /// interval until `shutdown` resolves. Failures back off exponentially (up to 30 s) and never
     /// hot-loop; the last good manifest keeps serving. The returned task ends when every dataset
     /// has had its first pass.
-    pub fn spawn_watchers(self: &Arc<Self>, shutdown: tokio::sync::watch::Receiver<bool>) -> tokio::task::JoinHandle<()> {
+    pub fn spawn_watchers(
+        self: &Arc<Self>,
+        shutdown: tokio::sync::watch::Receiver<bool>,
+    ) -> tokio::task::JoinHandle<()> {
         let mut first_passes = Vec::new();
         for ds in self.datasets.values() {
             let (catalog, ds, mut shutdown) = (self.clone(), ds.clone(), shutdown.clone());

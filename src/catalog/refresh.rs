@@ -71,7 +71,8 @@ impl Catalog {
         };
         // The committed truth (a restart starts with an empty snapshot but a full store).
         let (engine, name) = (self.engine.clone(), ds.name.clone());
-        let (_, known) = tokio::task::spawn_blocking(move || engine.manifest(&name)).await.map_err(Error::internal)??;
+        let (_, known) =
+            tokio::task::spawn_blocking(move || engine.manifest(&name)).await.map_err(Error::internal)??;
         if listed.is_empty() && !known.is_empty() {
             let seen = ds.empty_listings.fetch_add(1, Ordering::SeqCst) + 1;
             if seen < EMPTY_LISTINGS_TO_BELIEVE {
@@ -102,8 +103,8 @@ impl Catalog {
         let mut todo: Vec<&ObjectEntry> = listed
             .iter()
             .filter(|e| !known.iter().any(|f| f.key == e.key && f.etag == e.etag && f.size == e.size))
-            .filter(|e| !pass.quarantined.get(&e.key).is_some_and(|q| q.etag == e.etag))
-            .filter(|e| !pass.retrying.get(&e.key).is_some_and(|r| r.next > Instant::now()))
+            .filter(|e| pass.quarantined.get(&e.key).is_none_or(|q| q.etag != e.etag))
+            .filter(|e| pass.retrying.get(&e.key).is_none_or(|r| r.next <= Instant::now()))
             .collect();
         // Newest first: the data people ask about most is served soonest.
         todo.sort_by(|a, b| b.last_modified.cmp(&a.last_modified).then_with(|| b.key.cmp(&a.key)));
@@ -148,7 +149,7 @@ impl Catalog {
                 let left = pass.progress.files_total - pass.progress.files_done;
                 pass.progress.eta_s = Some(secs / pass.progress.files_done as f64 * left as f64);
                 let segment = staged.segment.clone();
-                match self.commit(ds, staged, &entry.key, segment, pass).await {
+                match self.commit(ds, *staged, &entry.key, segment, pass).await {
                     Ok(version) => {
                         metrics::FILE_EVENTS.with_label_values(&[name, "ingested"]).inc();
                         metrics::INGESTED_ROWS.with_label_values(&[name]).inc_by(rows);
@@ -181,7 +182,8 @@ impl Catalog {
         let next = Instant::now() + delay;
         pass.retrying.insert(entry.key.clone(), Retrying { etag: entry.etag.clone(), attempts, next, reason });
         ds.amend(|s| {
-            (s.retrying, s.progress, s.last_error) = (pass.retrying.clone(), pass.progress.clone(), pass.last_error.clone())
+            (s.retrying, s.progress, s.last_error) =
+                (pass.retrying.clone(), pass.progress.clone(), pass.last_error.clone())
         });
     }
 
@@ -225,7 +227,8 @@ impl Catalog {
                 None => live.remove(&key),
             };
             let mut snap = snapshot_in(&engine, &staged.conn, &ds2.name, &live)?;
-            (snap.quarantined, snap.retrying, snap.last_error, snap.progress) = (quarantined, retrying, last_error, progress);
+            (snap.quarantined, snap.retrying, snap.last_error, snap.progress) =
+                (quarantined, retrying, last_error, progress);
             let version = snap.version;
             engine.commit_then(&staged.conn, || {
                 ds2.replace_segment(&key, segment);
@@ -247,7 +250,8 @@ impl Catalog {
             let conn = engine.connect()?;
             engine.begin_read(&conn)?;
             let mut snap = snapshot_in(&engine, &conn, &ds2.name, &live)?;
-            (snap.quarantined, snap.retrying, snap.last_error, snap.progress) = (quarantined, retrying, last_error, progress);
+            (snap.quarantined, snap.retrying, snap.last_error, snap.progress) =
+                (quarantined, retrying, last_error, progress);
             snap.last_listing = Some(Utc::now());
             // Files ingested before a restart get their live segment here.
             for (f, s) in snap.files.iter().zip(&snap.segments) {

@@ -39,7 +39,7 @@ impl std::fmt::Debug for Staged {
 #[derive(Debug)]
 pub enum IngestOutcome {
     /// The file's rows are staged in an open transaction.
-    Ingested(Staged),
+    Ingested(Box<Staged>),
     /// The file cannot be read into the dataset (its format or its schema); nothing was changed.
     /// Trying again cannot help until the object changes.
     Quarantined(String),
@@ -242,7 +242,9 @@ impl Engine {
             Ok((rows as u64, version, segment))
         })();
         match result {
-            Ok((rows, version, segment)) => Ok(IngestOutcome::Ingested(Staged { conn, rows, version, segment })),
+            Ok((rows, version, segment)) => {
+                Ok(IngestOutcome::Ingested(Box::new(Staged { conn, rows, version, segment })))
+            }
             Err(reason) => {
                 conn.execute_batch("ROLLBACK")?;
                 Ok(IngestOutcome::failed(&reason.to_string()))

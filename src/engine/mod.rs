@@ -143,9 +143,8 @@ impl Engine {
     pub fn claim(&self, dataset: &str, url: &str) -> Result<bool> {
         let conn = self.connect()?;
         conn.execute_batch("BEGIN TRANSACTION")?;
-        let before: Option<String> = conn
-            .query_row("SELECT url FROM bridge.locations WHERE dataset = ?", [dataset], |r| r.get(0))
-            .optional()?;
+        let before: Option<String> =
+            conn.query_row("SELECT url FROM bridge.locations WHERE dataset = ?", [dataset], |r| r.get(0)).optional()?;
         let stale = before.as_deref().is_some_and(|u| u != url)
             || (before.is_none() && !ingest::columns(&conn, dataset)?.is_empty());
         if stale {

@@ -57,7 +57,11 @@ impl RawDb {
             let state = ffi::duckdb_open_ext(path.as_ptr(), &mut db, config, &mut err);
             ffi::duckdb_destroy_config(&mut config);
             if state != ffi::DuckDBSuccess {
-                let msg = if err.is_null() { "unknown error".into() } else { CStr::from_ptr(err).to_string_lossy().into_owned() };
+                let msg = if err.is_null() {
+                    "unknown error".into()
+                } else {
+                    CStr::from_ptr(err).to_string_lossy().into_owned()
+                };
                 if !err.is_null() {
                     ffi::duckdb_free(err.cast());
                 }
@@ -90,7 +94,11 @@ impl RawDb {
                 Ok((1..=ffi::duckdb_nparams(stmt)).map(|i| parameter(stmt, i)).collect())
             } else {
                 let err = ffi::duckdb_prepare_error(stmt);
-                let msg = if err.is_null() { "cannot prepare".into() } else { CStr::from_ptr(err).to_string_lossy().into_owned() };
+                let msg = if err.is_null() {
+                    "cannot prepare".into()
+                } else {
+                    CStr::from_ptr(err).to_string_lossy().into_owned()
+                };
                 Err(Error::Query(msg))
             };
             ffi::duckdb_destroy_prepare(&mut stmt);

@@ -115,7 +115,9 @@ mod tests {
     }
 
     fn file(cols: &[Column]) -> Vec<Mapped> {
-        cols.iter().map(|c| Mapped { name: c.name.clone(), ty: c.ty.clone(), expr: c.name.clone(), fixed: false }).collect()
+        cols.iter()
+            .map(|c| Mapped { name: c.name.clone(), ty: c.ty.clone(), expr: c.name.clone(), fixed: false })
+            .collect()
     }
 
     #[test]

@@ -111,7 +111,8 @@ mod tests {
     use arrow_flight::{FlightEndpoint, FlightInfo};
 
     fn cancel(running: &Running, ticket: &[u8]) -> CancelStatus {
-        let info = FlightInfo::new().with_endpoint(FlightEndpoint::new().with_ticket(arrow_flight::Ticket::new(ticket.to_vec())));
+        let info = FlightInfo::new()
+            .with_endpoint(FlightEndpoint::new().with_ticket(arrow_flight::Ticket::new(ticket.to_vec())));
         let body = CancelFlightInfoRequest::new(info).encode_to_vec();
         let out = running.cancel_flight_info(&body).expect("answer");
         CancelStatus::try_from(CancelFlightInfoResult::decode(&*out).expect("result").status).expect("status")

@@ -60,9 +60,9 @@ fn split(
 ) -> BoxStream<FlightData> {
     let batches = pieces.map(|r| match r {
         Ok(Piece::Batch(b)) => Ok(b),
-        Ok(Piece::Encoded(_)) => {
-            Err(FlightError::Tonic(Box::new(Status::from(crate::error::Error::internal("pre-encoded piece in a split stream")))))
-        }
+        Ok(Piece::Encoded(_)) => Err(FlightError::Tonic(Box::new(Status::from(crate::error::Error::internal(
+            "pre-encoded piece in a split stream",
+        ))))),
         Err(s) => Err(FlightError::Tonic(Box::new(s))),
     });
     FlightDataEncoderBuilder::new()

@@ -65,7 +65,9 @@ impl FlightService for BridgeFlight {
             let mut response = Response::new(Box::pin(futures::stream::empty()) as Self::HandshakeStream);
             if let Some(auth) = self.state.auth() {
                 let bearer = auth.handshake(req.metadata())?;
-                let value = bearer.parse().map_err(|_| Status::from(crate::error::Error::internal("token is not a valid header value")))?;
+                let value = bearer
+                    .parse()
+                    .map_err(|_| Status::from(crate::error::Error::internal("token is not a valid header value")))?;
                 response.metadata_mut().insert("authorization", value);
             }
             Ok(response)
@@ -111,7 +113,8 @@ impl FlightService for BridgeFlight {
         let peer = req.remote_addr();
         let metadata = req.metadata().clone();
         let id = observe::request_id(&metadata);
-        let header = id.parse().map_err(|_| Status::from(crate::error::Error::internal("request id is not a header value")))?;
+        let header =
+            id.parse().map_err(|_| Status::from(crate::error::Error::internal("request id is not a header value")))?;
         let stream = do_get::do_get(&self.state, req.into_inner(), &metadata, peer, id).await?;
         let mut response = Response::new(stream);
         response.metadata_mut().insert("x-request-id", header);

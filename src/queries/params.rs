@@ -2,6 +2,7 @@
 //! carried in a ticket as one Arrow IPC stream, and turned into DuckDB values per row. Each row
 //! is one execution of the statement; the results are concatenated.
 
+use arrow::compute::{cast_with_options, CastOptions};
 use arrow::{
     array::{
         Array, AsArray, Date32Array, Date64Array, Decimal128Array, Float16Array, Float32Array, Float64Array,
@@ -14,7 +15,6 @@ use arrow::{
     },
     ipc::{reader::StreamReader, writer::StreamWriter},
 };
-use arrow::compute::{cast_with_options, CastOptions};
 use duckdb::types::{TimeUnit, Value};
 
 use crate::{
@@ -67,10 +67,15 @@ pub fn rows(batches: &[RecordBatch], expected: &[Parameter]) -> Result<Vec<Row>>
         for (i, col) in batch.columns().iter().enumerate() {
             let target = expected.get(i).and_then(|p| p.ty.as_ref()).filter(|t| *t != col.data_type());
             columns.push(match target {
-                Some(t) => cast_with_options(col, t, &CastOptions { safe: false, ..Default::default() }).map_err(|e| {
-                    let name = expected.get(i).map_or_else(|| format!("${}", i + 1), |p| p.name.clone());
-                    Error::invalid(format!("parameter {name} expects {t}; the {} value bound to it cannot be cast: {e}", col.data_type()))
-                })?,
+                Some(t) => {
+                    cast_with_options(col, t, &CastOptions { safe: false, ..Default::default() }).map_err(|e| {
+                        let name = expected.get(i).map_or_else(|| format!("${}", i + 1), |p| p.name.clone());
+                        Error::invalid(format!(
+                            "parameter {name} expects {t}; the {} value bound to it cannot be cast: {e}",
+                            col.data_type()
+                        ))
+                    })?
+                }
                 None => col.clone(),
             });
         }

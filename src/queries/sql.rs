@@ -23,8 +23,10 @@ pub fn plan(s: Sql, catalog: &Catalog) -> Result<QueryPlan> {
     let engine = catalog.engine().clone();
     let datasets: Vec<String> = catalog.datasets().map(|d| d.name.clone()).collect();
     // What each dataset without a readable file is waiting for, for a clear UNAVAILABLE.
-    let empty: Vec<(String, Error)> =
-        catalog.datasets().filter_map(|d| d.snapshot().require_rows(&d.name).err().map(|e| (d.name.clone(), e))).collect();
+    let empty: Vec<(String, Error)> = catalog
+        .datasets()
+        .filter_map(|d| d.snapshot().require_rows(&d.name).err().map(|e| (d.name.clone(), e)))
+        .collect();
     Ok(Box::new(move |conn: &Connection| {
         let read = guard::check(conn, &s.sql, &datasets)?;
         for d in &read {
@@ -37,8 +39,7 @@ pub fn plan(s: Sql, catalog: &Catalog) -> Result<QueryPlan> {
         }
         // Bound values are cast to the types DuckDB infers for the parameters, so a client may
         // send any castable type (strings included) and a bad value is named clearly.
-        let params =
-            if batches.is_empty() { Vec::new() } else { params::rows(&batches, &engine.parameters(&s.sql)?)? };
+        let params = if batches.is_empty() { Vec::new() } else { params::rows(&batches, &engine.parameters(&s.sql)?)? };
         let mut metadata = Default::default();
         for d in &datasets {
             committed_manifest_metadata(conn, d, &mut metadata)?;

@@ -18,7 +18,11 @@ use crate::{
 
 /// Prepares `sql`, binds `params` (name, text) the CLI's way, and returns the parameter schema's
 /// types and the single result column's batches.
-async fn run(fx: &Fixture, sql: &str, params: &[(&str, &str)]) -> Result<(Vec<DataType>, Vec<RecordBatch>), tonic::Status> {
+async fn run(
+    fx: &Fixture,
+    sql: &str,
+    params: &[(&str, &str)],
+) -> Result<(Vec<DataType>, Vec<RecordBatch>), tonic::Status> {
     let mut client = FlightSqlServiceClient::new(fx.channel.clone());
     let mut stmt = client.prepare(sql.to_string(), None).await.map_err(status)?;
     let schema = stmt.parameter_schema().map_err(status)?.clone();
@@ -59,7 +63,8 @@ async fn the_cli_way_of_binding_works_for_every_inferred_type() {
     assert_eq!(types, [DataType::Float64]);
     assert_eq!(count(&got), trips.iter().filter(|t| t.distance.is_some_and(|d| d > 5.0)).count());
 
-    let (types, got) = run(&fx, "SELECT count(*) AS n FROM yellow WHERE VendorID = ?", &[("$1", "2")]).await.expect("int");
+    let (types, got) =
+        run(&fx, "SELECT count(*) AS n FROM yellow WHERE VendorID = ?", &[("$1", "2")]).await.expect("int");
     assert_eq!(types, [DataType::Int64]);
     assert_eq!(count(&got), reference::count_equal(&files, "VendorID", "2"));
 
@@ -71,16 +76,23 @@ async fn the_cli_way_of_binding_works_for_every_inferred_type() {
     let from = reference::day("2024-01-15") + 6 * 3_600_000_000 + 30 * 60_000_000;
     assert_eq!(count(&got), trips.iter().filter(|t| t.pickup >= from).count());
 
-    let (types, got) =
-        run(&fx, "SELECT count(*) AS n FROM yellow WHERE CAST(tpep_pickup_datetime AS DATE) = $1", &[("$1", "2024-01-15")])
-            .await
-            .expect("date");
+    let (types, got) = run(
+        &fx,
+        "SELECT count(*) AS n FROM yellow WHERE CAST(tpep_pickup_datetime AS DATE) = $1",
+        &[("$1", "2024-01-15")],
+    )
+    .await
+    .expect("date");
     assert_eq!(types, [DataType::Date32]);
     let day = reference::day("2024-01-15");
-    assert_eq!(count(&got), trips.iter().filter(|t| reference::in_range(t, Some(day), Some(day + 86_400_000_000))).count());
+    assert_eq!(
+        count(&got),
+        trips.iter().filter(|t| reference::in_range(t, Some(day), Some(day + 86_400_000_000))).count()
+    );
 
-    let (types, got) =
-        run(&fx, "SELECT count(*) AS n FROM yellow WHERE store_and_fwd_flag = $1", &[("$1", "Y")]).await.expect("string");
+    let (types, got) = run(&fx, "SELECT count(*) AS n FROM yellow WHERE store_and_fwd_flag = $1", &[("$1", "Y")])
+        .await
+        .expect("string");
     assert_eq!(types, [DataType::Utf8]);
     assert_eq!(count(&got), reference::count_equal(&files, "store_and_fwd_flag", "Y"));
 
@@ -105,8 +117,10 @@ async fn the_cli_way_of_binding_works_for_every_inferred_type() {
 async fn a_value_that_cannot_be_cast_is_refused_by_name() {
     let fx = Fixture::start(&["2024-01"]).await;
     let mut client = FlightSqlServiceClient::new(fx.channel.clone());
-    let mut stmt =
-        client.prepare("SELECT count(*) AS n FROM yellow WHERE trip_distance > $1".into(), None).await.expect("prepare");
+    let mut stmt = client
+        .prepare("SELECT count(*) AS n FROM yellow WHERE trip_distance > $1".into(), None)
+        .await
+        .expect("prepare");
     // A client that sends text without casting it first.
     let text: ArrayRef = std::sync::Arc::new(StringArray::from(vec!["far"]));
     stmt.set_parameters(RecordBatch::try_from_iter([("$1", text)]).expect("batch")).expect("set");

@@ -247,7 +247,8 @@ async fn large_results_fit_default_client_message_limits() {
     want.sort_by(|a, b| b.total_cmp(a));
     assert_eq!(distances, want, "every outlier, ordered by trip_distance desc, NULLs last");
     // With a limit the server keeps a bounded top-k; the answer is the same prefix.
-    let ticket = r#"{"query":"outliers","dataset":"yellow","min_speed_mph":70,"order_by":"trip_distance desc","limit":1000}"#;
+    let ticket =
+        r#"{"query":"outliers","dataset":"yellow","min_speed_mph":70,"order_by":"trip_distance desc","limit":1000}"#;
     let (_, batches) = fx.get(ticket).await.expect("top-k outliers");
     let top: Vec<f64> = batches
         .iter()

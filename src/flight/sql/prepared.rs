@@ -62,12 +62,9 @@ async fn describe(state: &AppState, statement: Sql) -> Result<(Schema, Schema), 
     let schema = super::super::get_flight_info::schema_of(state, ticket).await?;
     let engine = state.catalog().engine().clone();
     let sql = statement.sql;
-    let parameters =
-        tokio::task::spawn_blocking(move || engine.parameters(&sql)).await.map_err(Error::internal)??;
-    let fields: Vec<Field> = parameters
-        .into_iter()
-        .map(|p| Field::new(p.name, p.ty.unwrap_or(DataType::Utf8), true))
-        .collect();
+    let parameters = tokio::task::spawn_blocking(move || engine.parameters(&sql)).await.map_err(Error::internal)??;
+    let fields: Vec<Field> =
+        parameters.into_iter().map(|p| Field::new(p.name, p.ty.unwrap_or(DataType::Utf8), true)).collect();
     Ok((schema.as_ref().clone(), Schema::new(fields)))
 }
 
