@@ -88,6 +88,12 @@ impl Engine {
         let (tx, rx) = mpsc::channel(CHANNEL_DEPTH);
         let (schema_tx, schema_rx) = oneshot::channel();
         let (done_tx, done_rx) = oneshot::channel::<()>();
+        // Whether the connection is still open. duckdb-rs disconnects before it clears its
+        // interrupt handle, so an interrupt racing the connection's drop would reach freed
+        // memory: the query thread clears this (under the lock) before it drops the connection,
+        // and interrupts are only sent while it is set (under the same lock).
+        let open = Arc::new(std::sync::Mutex::new(true));
+        let still_open = open.clone();
         // Interrupts DuckDB as soon as the consumer is gone, even mid-step.
         let watch = tx.clone();
         tokio::spawn(async move {
@@ -97,7 +103,11 @@ impl Engine {
                     // DuckDB can drop an interrupt that lands while it prepares: repeat until the
                     // query thread has returned.
                     loop {
-                        interrupt.interrupt();
+                        if let Ok(open) = still_open.lock() {
+                            if *open {
+                                interrupt.interrupt();
+                            }
+                        }
                         tokio::select! {
                             _ = &mut done_rx => break,
                             _ = tokio::time::sleep(std::time::Duration::from_millis(50)) => {}
@@ -110,7 +120,11 @@ impl Engine {
         let engine = self.clone();
         tokio::task::spawn_blocking(move || {
             let _active = crate::metrics::ActiveGuard::new();
-            run(&engine, conn, plan, batch_rows, schema_only, schema_tx, tx);
+            run(&engine, &conn, plan, batch_rows, schema_only, schema_tx, tx);
+            if let Ok(mut open) = open.lock() {
+                *open = false;
+            }
+            drop(conn);
             drop(done_tx);
         });
         let schema = schema_rx.await.map_err(|_| Error::internal("query thread ended before its schema"))??;
@@ -133,14 +147,14 @@ fn start(engine: &Engine, conn: &Connection, plan: QueryPlan, schema_only: bool)
 
 fn run(
     engine: &Engine,
-    conn: Connection,
+    conn: &Connection,
     plan: QueryPlan,
     batch_rows: usize,
     schema_only: bool,
     schema_tx: oneshot::Sender<Result<SchemaRef>>,
     tx: mpsc::Sender<Result<RecordBatch>>,
 ) {
-    let (planned, sql) = match start(engine, &conn, plan, schema_only) {
+    let (planned, sql) = match start(engine, conn, plan, schema_only) {
         Ok(x) => x,
         Err(e) => return drop(schema_tx.send(Err(e))),
     };
