@@ -7,7 +7,7 @@ BIN := target/release/bridge
 ROWS ?= 3000000
 MONTH ?= 2024-01
 
-.PHONY: run test build libduckdb venv data bench bench-history load lint clean
+.PHONY: run test build libduckdb venv data bench bench-history memory-month load lint clean
 
 libduckdb: $(DUCKDB_LIB_DIR)/libduckdb.so
 $(DUCKDB_LIB_DIR)/libduckdb.so:
@@ -43,6 +43,10 @@ bench: build venv
 # Years of data on one node (MONTHS, FROM, ROWS): ingest rate, first answer, footprint, RSS.
 bench-history: build venv
 	BRIDGE_BIN=$(CURDIR)/$(BIN) $(PY) benches/history.py --months $(or $(MONTHS),12) --from $(or $(FROM),2024-01) --rows $(ROWS)
+
+# Peak RSS while ingesting a 2009-sized month (14 M rows) against the DuckDB limit + 256 MiB.
+memory-month: build venv
+	MEMORY_MONTH_ROWS=14000000 MEMORY_LIMIT_MB=$(or $(LIMIT_MB),1024) BRIDGE_BIN=$(CURDIR)/$(BIN) $(PY) -m pytest -q -s tests/python/test_memory.py -k large_month
 
 # The long load run (the CI-sized one is part of `make test`).
 load: build venv
