@@ -79,7 +79,8 @@ async fn run(config: bridge::config::Config) -> Result<(), Box<dyn std::error::E
         let _ = first_passes.await;
         let (files, rows) =
             catalog.datasets().map(|d| d.snapshot()).fold((0, 0), |(f, r), s| (f + s.files.len(), r + s.rows()));
-        println!("Bridge has loaded every dataset: {files} files, {rows} rows (new files keep landing)");
+        let plural = if files == 1 { "" } else { "s" };
+        println!("Bridge has loaded every dataset: {files} file{plural}, {rows} rows (new files keep landing)");
     });
     let (signalled_tx, mut signalled) = tokio::sync::watch::channel(false);
     tokio::spawn(async move {
