@@ -234,11 +234,7 @@ async fn large_results_fit_default_client_message_limits() {
     // Nearly every trip is "too slow" under these bounds: one sorted batch of ~all rows.
     let ticket = r#"{"query":"outliers","dataset":"yellow","min_speed_mph":70,"order_by":"trip_distance desc"}"#;
     let (_, batches) = fx.get(ticket).await.expect("ordered outliers");
-    let distances: Vec<f64> = batches
-        .iter()
-        .flat_map(|b| b.column_by_name("trip_distance").expect("distance").as_primitive::<Float64Type>().iter())
-        .map(|d| d.unwrap_or(f64::NEG_INFINITY))
-        .collect();
+    let distances = distances_of(&batches);
     let mut want: Vec<f64> = trips
         .iter()
         .filter(|t| reference::reason_within(t, [0.0, 10.0], [70.0, 80.0], [0.1, 800.0]).is_some())
@@ -250,10 +246,14 @@ async fn large_results_fit_default_client_message_limits() {
     let ticket =
         r#"{"query":"outliers","dataset":"yellow","min_speed_mph":70,"order_by":"trip_distance desc","limit":1000}"#;
     let (_, batches) = fx.get(ticket).await.expect("top-k outliers");
-    let top: Vec<f64> = batches
+    assert_eq!(distances_of(&batches), want[..1000]);
+}
+
+/// The `trip_distance` column of every batch, in order, NULL as −∞ (sorts last descending).
+fn distances_of(batches: &[RecordBatch]) -> Vec<f64> {
+    batches
         .iter()
         .flat_map(|b| b.column_by_name("trip_distance").expect("distance").as_primitive::<Float64Type>().iter())
         .map(|d| d.unwrap_or(f64::NEG_INFINITY))
-        .collect();
-    assert_eq!(top, want[..1000]);
+        .collect()
 }

@@ -92,16 +92,21 @@ class ProxyHandler(http.server.BaseHTTPRequestHandler):
     do_GET = do_PUT = do_POST = do_HEAD = do_DELETE = _any
 
 
+def behind_proxy(moto, bucket, files, share):
+    """`files` in a new bucket under t/, and a running Shedding proxy in front of moto."""
+    s3 = s3_client(moto.endpoint)
+    s3.create_bucket(Bucket=bucket)
+    for f in files:
+        s3.upload_file(str(f), bucket, f"t/{f.name}")
+    host, port = moto.endpoint.removeprefix("http://").split(":")
+    proxy = Shedding((host, int(port)), share=share)
+    threading.Thread(target=proxy.serve_forever, daemon=True).start()
+    return proxy, f"http://127.0.0.1:{proxy.server_address[1]}"
+
+
 def test_s3_shedding_20_percent_of_requests_is_absorbed_by_retries(moto, tmp_path):
     files = generate(tmp_path / "d", ["2024-01", "2024-02", "2024-03"], rows=30_000)
-    s3 = s3_client(moto.endpoint)
-    s3.create_bucket(Bucket="shedding")
-    for f in files:
-        s3.upload_file(str(f), "shedding", f"t/{f.name}")
-    host, port = moto.endpoint.removeprefix("http://").split(":")
-    proxy = Shedding((host, int(port)), share=0.2)
-    threading.Thread(target=proxy.serve_forever, daemon=True).start()
-    endpoint = f"http://127.0.0.1:{proxy.server_address[1]}"
+    proxy, endpoint = behind_proxy(moto, "shedding", files, share=0.2)
     b = Bridge(["yellow=s3://shedding/t/*.parquet"], tmp_path / "cache", s3_args(endpoint))
     try:
         for _ in range(5):
@@ -181,15 +186,8 @@ def test_a_download_that_keeps_failing_is_retried_not_quarantined(moto, tmp_path
     backoff and never quarantine the file; the rest serves meanwhile, and the file joins once the
     store recovers."""
     files = generate(tmp_path / "d", ["2024-01", "2024-02"], rows=30_000)
-    s3 = s3_client(moto.endpoint)
-    s3.create_bucket(Bucket="flaky")
-    for f in files:
-        s3.upload_file(str(f), "flaky", f"t/{f.name}")
-    host, port = moto.endpoint.removeprefix("http://").split(":")
-    proxy = Shedding((host, int(port)), share=0.0)
+    proxy, endpoint = behind_proxy(moto, "flaky", files, share=0.0)
     proxy.blocked.add(files[1].name)
-    threading.Thread(target=proxy.serve_forever, daemon=True).start()
-    endpoint = f"http://127.0.0.1:{proxy.server_address[1]}"
     b = Bridge(["yellow=s3://flaky/t/*.parquet"], tmp_path / "cache",
                [*s3_args(endpoint), "--s3-retry-timeout", "1s", "--refresh-interval", "200ms"])
     try:
