@@ -2,10 +2,19 @@
 //! `/readyz`: 200 once every dataset can answer — it has published at least one file, or its
 //! first pass ended with a successful listing (an empty location is ready, with nothing in it).
 //! While a dataset loads the body says how far it is.
+//! `/changes?after=N&wait_ms=T` is a long-poll on the change sequence ([`metrics::changed`]):
+//! it answers `{"seq": M}` as soon as M > N, or after T ms (at most 30 s) with the current M.
 
 use std::future::Future;
 
-use axum::{extract::State, http::StatusCode, routing::get, Router};
+use std::time::Duration;
+
+use axum::{
+    extract::{Query, State},
+    http::StatusCode,
+    routing::get,
+    Json, Router,
+};
 use tokio::net::TcpListener;
 
 use crate::{metrics, state::AppState};
@@ -31,6 +40,25 @@ async fn ready(State(state): State<AppState>) -> (StatusCode, String) {
     }
 }
 
+#[derive(Debug, serde::Deserialize)]
+struct ChangesQuery {
+    after: Option<u64>,
+    wait_ms: Option<u64>,
+}
+
+/// The longest a `/changes` long-poll is held open.
+const MAX_WAIT: Duration = Duration::from_secs(30);
+
+async fn changes(Query(q): Query<ChangesQuery>) -> Json<serde_json::Value> {
+    let mut rx = metrics::changes();
+    if let Some(after) = q.after {
+        let wait = Duration::from_millis(q.wait_ms.unwrap_or(0)).min(MAX_WAIT);
+        let _ = tokio::time::timeout(wait, rx.wait_for(|seq| *seq > after)).await;
+    }
+    let seq = *rx.borrow();
+    Json(serde_json::json!({ "seq": seq }))
+}
+
 /// Serves the admin endpoints on `listener` until `shutdown` resolves.
 pub async fn serve(
     listener: TcpListener,
@@ -42,6 +70,7 @@ pub async fn serve(
         .route("/metrics", get(metrics_text))
         .route("/healthz", get(|| async { "ok\n" }))
         .route("/readyz", get(ready))
+        .route("/changes", get(changes))
         .with_state(state);
     axum::serve(listener, app).with_graceful_shutdown(shutdown).await
 }

@@ -72,9 +72,11 @@ impl Admission {
             return Err(busy());
         }
         metrics::QUEUED.inc();
+        metrics::changed();
         let waited = tokio::time::timeout(self.limits.queue_timeout, self.slots.clone().acquire_owned()).await;
         self.queued.fetch_sub(1, Ordering::AcqRel);
         metrics::QUEUED.dec();
+        metrics::changed();
         match waited {
             Ok(Ok(permit)) => Ok(Slot { _permit: permit }),
             _ => Err(busy()),

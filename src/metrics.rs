@@ -49,12 +49,35 @@ pub static ACTIVE: LazyLock<IntGauge> = LazyLock::new(|| {
     build(register_int_gauge!("bridge_query_threads_active", "Query threads working (DuckDB or segment reads)"))
 });
 
+/// A sequence number that moves whenever something a watcher may wait for changes: a query
+/// starts, queues or ends, a query thread starts or stops, a dataset publishes, a store request
+/// fails. The admin port's `/changes` long-poll (and the status page) wait on it instead of
+/// polling.
+static CHANGES: LazyLock<tokio::sync::watch::Sender<u64>> = LazyLock::new(|| tokio::sync::watch::Sender::new(0));
+
+/// Records that observable state changed (call it after the change).
+pub fn changed() {
+    CHANGES.send_modify(|n| *n += 1);
+}
+
+/// A receiver of the change sequence.
+pub fn changes() -> tokio::sync::watch::Receiver<u64> {
+    CHANGES.subscribe()
+}
+
+/// Counts a failed object-store request of `op` (list, get).
+pub fn store_error(op: &str) {
+    STORE_ERRORS.with_label_values(&[op]).inc();
+    changed();
+}
+
 /// Counts a query thread as active while it lives.
 pub struct ActiveGuard;
 
 impl ActiveGuard {
     pub fn new() -> Self {
         ACTIVE.inc();
+        changed();
         ActiveGuard
     }
 }
@@ -68,6 +91,7 @@ impl Default for ActiveGuard {
 impl Drop for ActiveGuard {
     fn drop(&mut self) {
         ACTIVE.dec();
+        changed();
     }
 }
 

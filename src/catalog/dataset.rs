@@ -193,6 +193,7 @@ impl Dataset {
         }
         self.state.store(Arc::new(snapshot));
         self.version.send_replace(version);
+        metrics::changed();
     }
 
     /// Publishes the current snapshot with `change` applied (same version and files).

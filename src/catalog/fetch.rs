@@ -44,7 +44,7 @@ pub async fn local_copy(location: &Location, entry: &ObjectEntry, cache_dir: &Fs
     metrics::STORE_REQUESTS.with_label_values(&["get"]).inc();
     let result = download(location, entry, &tmp).await;
     if let Err(e) = result {
-        metrics::STORE_ERRORS.with_label_values(&["get"]).inc();
+        metrics::store_error("get");
         let _ = tokio::fs::remove_file(&tmp).await;
         return Err(e);
     }

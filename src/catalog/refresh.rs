@@ -60,7 +60,7 @@ impl Catalog {
         let listed = match ds.location.list().await {
             Ok(l) => l,
             Err(e) => {
-                metrics::STORE_ERRORS.with_label_values(&["list"]).inc();
+                metrics::store_error("list");
                 ds.amend(|s| {
                     s.last_error = Some(e.to_string());
                     s.last_listing = Some(Utc::now());

@@ -59,6 +59,7 @@ impl Observed {
         metadata: HashMap<String, String>,
     ) -> Self {
         metrics::RUNNING.inc();
+        metrics::changed();
         Observed {
             kind,
             request_id,
@@ -101,6 +102,7 @@ impl Drop for Observed {
             code = ?code,
             "query"
         );
+        metrics::changed();
     }
 }
 

@@ -66,9 +66,10 @@ def generate(out, months, rows=ROWS):
 
 
 class Bridge(Service):
-    def __init__(self, datasets, cache_dir, extra=(), env=None, memory_limit="1GB", admin=False, loaded=True):
+    def __init__(self, datasets, cache_dir, extra=(), env=None, memory_limit="1GB", admin=True, loaded=True):
         """Starts Bridge; with `loaded`, returns once every dataset has had its first ingest pass
-        (Bridge serves from its first file on, and prints a line when everything is in)."""
+        (Bridge serves from its first file on, and prints a line when everything is in). The admin
+        port is on by default: `wait_until` waits on its change feed."""
         self.cache_dir = cache_dir
         args = [BIN, "--listen", "127.0.0.1:0", "--cache-dir", str(cache_dir), "--duckdb-memory-limit", memory_limit]
         for d in datasets:
@@ -93,20 +94,57 @@ class Bridge(Service):
     def status(self, dataset="yellow"):
         return self.action("status", dataset)["datasets"][0]
 
+    def _changes(self, query=""):
+        import urllib.request
+        with urllib.request.urlopen(f"{self.admin}/changes{query}", timeout=40) as r:
+            return json.loads(r.read())["seq"]
 
-_TICK = threading.Event()  # never set: its wait() is the poll interval
+    def current(self):
+        """The server's change number (`/changes` on the admin port)."""
+        return self._changes()
+
+    def next_change(self, after, timeout):
+        """Returns once the server's change number passes `after`, or after `timeout` s."""
+        self._changes(f"?after={after}&wait_ms={int(min(timeout, 30) * 1000) + 1}")
 
 
-def wait_until(condition, timeout=20.0, what="the condition"):
-    """Polls `condition` until it returns a truthy value (returned) or fails after `timeout` s."""
+class Signal:
+    """A change counter for events inside a test (a client thread got an answer): the thread
+    calls `changed()` after each event, and `wait_until` re-checks its condition then."""
+
+    def __init__(self):
+        self._cond = threading.Condition()
+        self._seq = 0
+
+    def changed(self):
+        with self._cond:
+            self._seq += 1
+            self._cond.notify_all()
+
+    def current(self):
+        return self._seq
+
+    def next_change(self, after, timeout):
+        with self._cond:
+            self._cond.wait_for(lambda: self._seq > after, timeout)
+
+
+def wait_until(condition, changes, timeout=20.0, what="the condition"):
+    """Returns `condition()` once it is truthy, or fails after `timeout` s.
+
+    It is re-checked only when `changes` (a `Signal`, or a `Bridge` started with `admin=True`)
+    reports that something changed: no tick, no sleep. The change number is read before the
+    condition, so a change between the check and the wait is never missed."""
     deadline = time.monotonic() + timeout
     while True:
+        seq = changes.current()
         value = condition()
         if value:
             return value
-        if time.monotonic() > deadline:
+        remaining = deadline - time.monotonic()
+        if remaining <= 0:
             raise AssertionError(f"{what} did not hold within {timeout}s")
-        _TICK.wait(0.02)  # re-check the condition every 20 ms until the deadline
+        changes.next_change(seq, remaining)
 
 
 class RefusingPort:

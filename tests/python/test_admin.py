@@ -1,13 +1,16 @@
 """The admin port: Prometheus metrics that move with the traffic, liveness and readiness."""
+import json
 import re
 import shutil
+import threading
+import time
 import urllib.error
 import urllib.request
 
 import pyarrow as pa
 import pytest
 
-from conftest import Bridge, RefusingPort, wait_until
+from conftest import Bridge, RefusingPort, generate, wait_until
 
 
 def http(url):
@@ -73,8 +76,26 @@ def not_ready(tmp_path, refusing):
         status, body = http(b.admin + "/readyz")
         assert status == 503 and "yellow" in body
         text = wait_until(lambda: (t := http(b.admin + "/metrics")[1]) and
-                          (metric(t, "bridge_object_store_errors_total", op="list") or 0) >= 1 and t,
+                          (metric(t, "bridge_object_store_errors_total", op="list") or 0) >= 1 and t, b,
                           what="a counted listing error")
         assert metric(text, "bridge_object_store_requests_total", op="list") >= 1
+    finally:
+        b.stop()
+
+
+def test_changes_long_poll_wakes_on_a_query_and_times_out_without_one(tmp_path):
+    generate(tmp_path / "data", ["2024-01"], rows=20_000)
+    b = Bridge([f"yellow={tmp_path / 'data'}/*.parquet"], tmp_path / "cache")
+    try:
+        quiet = b.current()
+        started = time.monotonic()
+        assert json.loads(http(f"{b.admin}/changes?after={quiet}&wait_ms=300")[1])["seq"] == quiet
+        assert time.monotonic() - started >= 0.3, "a long-poll without a change waits its time"
+        woke = []
+        poll = threading.Thread(target=lambda: woke.append(b._changes(f"?after={quiet}&wait_ms=20000")))
+        poll.start()
+        b.get({"query": "p90", "dataset": "yellow", "output": "summary"})
+        poll.join(timeout=20)
+        assert woke and woke[0] > quiet, "a query must wake the long-poll"
     finally:
         b.stop()

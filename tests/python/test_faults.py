@@ -175,7 +175,7 @@ def test_killing_s3_mid_scan_does_not_break_the_stream(tmp_path):
         moto.stop()
         rest = reader.read_all().num_rows
         assert first + rest == sum(pq.ParquetFile(f).metadata.num_rows for f in files)
-        wait_until(lambda: b.status()["last_error"], timeout=30, what="status to report the dead store")
+        wait_until(lambda: b.status()["last_error"], b, timeout=30, what="status to report the dead store")
     finally:
         b.stop()
         moto.stop()
@@ -192,13 +192,13 @@ def test_a_download_that_keeps_failing_is_retried_not_quarantined(moto, tmp_path
                [*s3_args(endpoint), "--s3-retry-timeout", "1s", "--refresh-interval", "200ms"])
     try:
         rows = [pq.ParquetFile(f).metadata.num_rows for f in files]
-        st = wait_until(lambda: (s := b.status())["retrying"] and s["retrying"][0]["attempts"] >= 2 and s,
+        st = wait_until(lambda: (s := b.status())["retrying"] and s["retrying"][0]["attempts"] >= 2 and s, b,
                         timeout=30, what="a second attempt at the failing file")
         assert [f["key"] for f in st["files"]] == [f"t/{files[0].name}"] and not st["quarantined"], st
         assert st["retrying"][0]["key"] == f"t/{files[1].name}" and "download" in st["retrying"][0]["reason"]
         assert b.get({"query": "sql", "sql": "SELECT count(*) AS n FROM yellow"})["n"][0].as_py() == rows[0]
         proxy.blocked.clear()
-        st = wait_until(lambda: len((s := b.status())["files"]) == 2 and s, timeout=30, what="the file to join")
+        st = wait_until(lambda: len((s := b.status())["files"]) == 2 and s, b, timeout=30, what="the file to join")
         assert not st["quarantined"] and not st["retrying"], st
         assert b.get({"query": "sql", "sql": "SELECT count(*) AS n FROM yellow"})["n"][0].as_py() == sum(rows)
     finally:

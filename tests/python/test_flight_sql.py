@@ -240,10 +240,10 @@ def test_cancel_flight_info_stops_the_query_within_a_second(data_dir, tmp_path):
 
         t = threading.Thread(target=run)
         t.start()
-        wait_until(lambda: active() == 1, what="the query to be running")
+        wait_until(lambda: active() == 1, b, what="the query to be running")
         started = time.monotonic()
         assert cancel_flight_info(b.client, info) == 1  # CANCELLED
-        wait_until(lambda: active() == 0, timeout=1.0, what="the server to stop the query")
+        wait_until(lambda: active() == 0, b, timeout=1.0, what="the server to stop the query")
         stopped = time.monotonic() - started
         t.join(timeout=5)
         assert isinstance(errors[0], flight.FlightCancelledError), errors
@@ -258,7 +258,7 @@ def test_cancel_flight_info_stops_the_query_within_a_second(data_dir, tmp_path):
         assert cancel_flight_info(b.client, big) == 1
         # The server side is what matters here (pyarrow turns a CANCELLED read into a simulated
         # SIGINT, so the rest of this reader is left unread).
-        wait_until(lambda: active() == 0, timeout=1.0, what="the server to stop the streaming query")
+        wait_until(lambda: active() == 0, b, timeout=1.0, what="the server to stop the streaming query")
         assert metric(http(b.admin + "/metrics")[1], "bridge_queries_cancelled_total") == 2
         # A plain ticket's FlightInfo: cancelling it stops the DoGet of its endpoint, not another
         # client's DoGet of the same JSON ticket.
@@ -270,9 +270,9 @@ def test_cancel_flight_info_stops_the_query_within_a_second(data_dir, tmp_path):
                                                  flight.FlightCallOptions(timeout=4)))
         a.start()
         c.start()
-        wait_until(lambda: active() == 2, what="both queries to be running")
+        wait_until(lambda: active() == 2, b, what="both queries to be running")
         assert cancel_flight_info(b.client, info) == 1
-        wait_until(lambda: active() == 1, timeout=1.0, what="the server to stop the cancelled one")
+        wait_until(lambda: active() == 1, b, timeout=1.0, what="the server to stop the cancelled one")
         a.join(timeout=5)
         assert isinstance(mine[0], flight.FlightCancelledError), mine
         assert not other, "the other client's query was cancelled too"

@@ -104,7 +104,7 @@ def test_answers_while_loading_are_consistent_and_newest_first(moto, six, tmp_pa
             seen[version] = files
             return files == len(six)
 
-        wait_until(answer, timeout=120, what="every file loaded")
+        wait_until(answer, b, timeout=120, what="every file loaded")
         assert len(seen) >= 2, f"expected answers from several versions while loading, saw {seen}"
         assert b.status()["progress"]["files_done"] == len(six)
     finally:

@@ -45,22 +45,22 @@ def test_deadlines_stop_the_query(data_dir, tmp_path):
         t = threading.Thread(target=run)
         started = time.monotonic()
         t.start()
-        wait_until(lambda: "bridge_query_threads_active 1" in http(b.admin + "/metrics")[1],
+        wait_until(lambda: "bridge_query_threads_active 1" in http(b.admin + "/metrics")[1], b,
                    what="the query to be running")
         t.join(timeout=10)
         assert errors and "deadline" in errors[0], errors
         assert time.monotonic() - started < 5
         # The DuckDB query was interrupted: nothing keeps running.
-        wait_until(lambda: "bridge_query_threads_active 0" in http(b.admin + "/metrics")[1], timeout=2,
+        wait_until(lambda: "bridge_query_threads_active 0" in http(b.admin + "/metrics")[1], b, timeout=2,
                    what="the server to stop the query")
         # The client's own deadline is honoured too.
         t = threading.Thread(target=run, args=(flight.FlightCallOptions(timeout=0.5),))
         t.start()
-        wait_until(lambda: "bridge_query_threads_active 1" in http(b.admin + "/metrics")[1],
+        wait_until(lambda: "bridge_query_threads_active 1" in http(b.admin + "/metrics")[1], b,
                    what="the second query to be running")
         t.join(timeout=10)
         assert len(errors) == 2
-        wait_until(lambda: "bridge_query_threads_active 0" in http(b.admin + "/metrics")[1], timeout=2,
+        wait_until(lambda: "bridge_query_threads_active 0" in http(b.admin + "/metrics")[1], b, timeout=2,
                    what="the server to stop the client-cancelled query")
         assert b.get({"query": "p90", "dataset": "yellow", "output": "summary"}).num_rows == 1
     finally:
@@ -136,9 +136,9 @@ def test_client_cancel_stops_the_query_and_frees_its_slot(data_dir, tmp_path):
         reader.read_chunk()
         assert "bridge_query_threads_active 1" in http(b.admin + "/metrics")[1]
         reader.cancel()
-        wait_until(lambda: "bridge_query_threads_active 0" in http(b.admin + "/metrics")[1], timeout=1,
+        wait_until(lambda: "bridge_query_threads_active 0" in http(b.admin + "/metrics")[1], b, timeout=1,
                    what="the cancelled query to stop within 1 s")
-        wait_until(lambda: "bridge_queries_running 0" in http(b.admin + "/metrics")[1], timeout=1,
+        wait_until(lambda: "bridge_queries_running 0" in http(b.admin + "/metrics")[1], b, timeout=1,
                    what="the slot to be released")
         # No leaked slot: with a single slot and no queue, the next query runs at once.
         assert b.get({"query": "p90", "dataset": "yellow", "output": "summary"}).num_rows == 1
@@ -162,8 +162,8 @@ def test_a_stalled_client_loses_its_slot_and_its_query_at_the_deadline(data_dir,
             except flight.FlightUnavailableError:
                 return False
 
-        wait_until(summary, timeout=10, what="the slot to be freed by the deadline, not by the client")
-        wait_until(lambda: "bridge_query_threads_active 0" in http(b.admin + "/metrics")[1], timeout=2,
+        wait_until(summary, b, timeout=10, what="the slot to be freed by the deadline, not by the client")
+        wait_until(lambda: "bridge_query_threads_active 0" in http(b.admin + "/metrics")[1], b, timeout=2,
                    what="the stalled query's producer to stop")
         with pytest.raises(flight.FlightTimedOutError, match="deadline"):
             stalled.read_all()

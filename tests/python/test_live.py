@@ -12,7 +12,7 @@ import pyarrow.parquet as pq
 import pytest
 
 import reference as ref
-from conftest import Bridge, generate, s3_args, s3_client, start_moto, wait_until
+from conftest import Bridge, generate, s3_args, s3_client, start_moto, Signal, wait_until
 
 PREFIX = "trips/yellow"
 
@@ -48,6 +48,7 @@ def test_new_month_appears_within_2s_and_no_response_sees_part_of_a_file(moto, m
     b = live_bridge(moto, "arrivals", tmp_path)
     seen, errors, stop = {}, [], threading.Event()
     first_with_3 = []
+    answered = Signal()
 
     def client(kind):
         c = flight.connect(f"grpc://{b.addr}")
@@ -70,15 +71,16 @@ def test_new_month_appears_within_2s_and_no_response_sees_part_of_a_file(moto, m
                     first_with_3.append(time.monotonic())
             except Exception as e:  # noqa: BLE001 - every failure is a test failure, reported below
                 errors.append(f"{kind}: {e!r}")
+            answered.changed()
 
     threads = [threading.Thread(target=client, args=(k,)) for k in ["scan", "sql"] * 4]
     try:
         for t in threads:
             t.start()
-        wait_until(lambda: len(seen) > 0, what="a first answer")
+        wait_until(lambda: len(seen) > 0, answered, what="a first answer")
         s3.upload_file(str(months[2]), "arrivals", f"{PREFIX}/{months[2].name}")
         uploaded = time.monotonic()
-        wait_until(lambda: first_with_3, timeout=10, what="the new month in an answer")
+        wait_until(lambda: first_with_3, answered, timeout=10, what="the new month in an answer")
         stop.set()
         for t in threads:
             t.join()
@@ -219,7 +221,7 @@ def test_store_outage_keeps_serving_and_the_watcher_recovers(months, tmp_path):
         want = b.get({"query": "p90", "dataset": "yellow", "output": "summary"}).to_pylist()
         version = b.status()["manifest_version"]
         moto.stop()
-        st = wait_until(lambda: (s := b.status())["last_error"] and s, what="status to report the outage")
+        st = wait_until(lambda: (s := b.status())["last_error"] and s, b, what="status to report the outage")
         print(f"\nstatus during the outage: {st['last_error'][:200]}")
         assert b.get({"query": "p90", "dataset": "yellow", "output": "summary"}).to_pylist() == want
         with pytest.raises(flight.FlightUnavailableError):
@@ -227,7 +229,7 @@ def test_store_outage_keeps_serving_and_the_watcher_recovers(months, tmp_path):
         # The same endpoint comes back, empty as a restarted moto is; its objects are uploaded again.
         moto = start_moto(port)
         new_bucket(s3_client(moto.endpoint), "outage", months[:2])
-        st = wait_until(lambda: (s := b.status())["last_error"] is None and len(s["files"]) == 2 and s, timeout=60,
+        st = wait_until(lambda: (s := b.status())["last_error"] is None and len(s["files"]) == 2 and s, b, timeout=60,
                         what="the watcher to recover")
         assert st["manifest_version"] >= version
         assert b.get({"query": "p90", "dataset": "yellow", "output": "summary"}).to_pylist() == want
