@@ -54,6 +54,13 @@ pub struct Config {
     /// Address of the admin HTTP port (/metrics, /healthz, /readyz), e.g. 127.0.0.1:9464. Off when unset.
     #[arg(long, env = "BRIDGE_ADMIN_LISTEN")]
     pub admin_listen: Option<SocketAddr>,
+    /// Address of the HTTP API (the tickets over HTTP: Arrow IPC, JSON, CSV), e.g.
+    /// 127.0.0.1:8080. Off when unset.
+    #[arg(long, env = "BRIDGE_HTTP_LISTEN")]
+    pub http_listen: Option<SocketAddr>,
+    /// Most rows a JSON answer of the HTTP API may hold (JSON is built whole; Arrow and CSV stream).
+    #[arg(long, env = "BRIDGE_HTTP_JSON_MAX_ROWS", default_value_t = 100_000)]
+    pub http_json_max_rows: u64,
     /// Where Bridge keeps its DuckDB store and downloaded objects.
     #[arg(long, env = "BRIDGE_CACHE_DIR", default_value = "./.cache/bridge")]
     pub cache_dir: PathBuf,
@@ -174,6 +181,8 @@ impl Default for Config {
             listen: SocketAddr::from(([127, 0, 0, 1], 0)),
             datasets: Vec::new(),
             admin_listen: None,
+            http_listen: None,
+            http_json_max_rows: 100_000,
             cache_dir: PathBuf::from("./.cache/bridge"),
             refresh_interval: Duration::from_secs(1),
             dataset_refresh: Vec::new(),

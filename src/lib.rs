@@ -11,6 +11,8 @@
 //!   rule of `outliers`.
 //! * [`queries`]: the built-in tickets (`p90`, `outliers`) and `sql`, one file each.
 //! * [`flight`]: the Flight service, one file per RPC; tickets (protobuf or JSON).
+//! * [`http`]: the same tickets over HTTP (`--http-listen`): Arrow IPC, JSON, CSV; OpenAPI.
+//! * [`observe`]: per-query metrics and log line, shared by both wires.
 //! * [`server`]: `serve(listener, state, shutdown)`.
 //! * [`admin`], [`metrics`]: the admin HTTP port and its Prometheus metrics.
 //! * [`gen`]: the deterministic TLC-shaped data generator (`bridge gen`).
@@ -23,9 +25,11 @@ pub mod engine;
 pub mod error;
 pub mod flight;
 pub mod gen;
+pub mod http;
 pub mod limits;
 pub mod malloc;
 pub mod metrics;
+pub mod observe;
 pub mod queries;
 pub mod rule;
 pub mod segment;

@@ -61,6 +61,17 @@ async fn run(config: bridge::config::Config) -> Result<(), Box<dyn std::error::E
         };
         tokio::spawn(bridge::admin::serve(admin, state.clone(), shutdown));
     }
+    if let Some(http_addr) = config.http_listen {
+        let http = tokio::net::TcpListener::bind(http_addr)
+            .await
+            .map_err(|e| format!("cannot bind the HTTP API port {http_addr}: {e}"))?;
+        println!("Bridge HTTP API on http://{} (see /v1/openapi.json)", http.local_addr()?);
+        let mut stop = stop_rx.clone();
+        let shutdown = async move {
+            let _ = stop.changed().await;
+        };
+        tokio::spawn(bridge::http::serve(http, state.clone(), config.http_json_max_rows, shutdown));
+    }
     if let Some(path) = &config.addr_file {
         let tmp = path.with_extension("tmp");
         std::fs::write(&tmp, addr.to_string())?;

@@ -40,11 +40,13 @@ pub enum Piece {
     Encoded(Encoded),
 }
 
-/// One record batch as an Arrow IPC message: the flatbuffer header and the body.
+/// One record batch as an Arrow IPC message: the flatbuffer header and the body, with the same
+/// rows decoded (views into the same bytes) for wires that re-encode (CSV, JSON).
 pub struct Encoded {
     pub rows: usize,
     pub header: bytes::Bytes,
     pub body: bytes::Bytes,
+    pub batch: RecordBatch,
 }
 
 impl Piece {

@@ -7,10 +7,14 @@ use tonic::{metadata::MetadataMap, Status};
 
 use super::{
     encode::{encode, encode_batch},
-    observe::{observe, Bounds, Observed},
     sql, ticket, BoxStream,
 };
-use crate::{metrics, queries, state::AppState};
+use crate::{
+    metrics,
+    observe::{observe, Bounds, Observed},
+    queries,
+    state::AppState,
+};
 
 pub async fn do_get(
     state: &AppState,
@@ -47,9 +51,12 @@ pub async fn do_get(
         () = registration.cancelled() => Err(Status::cancelled("the query was cancelled (CancelFlightInfo)")),
     }
     .inspect_err(|s| count_refusal(kind, s))?;
-    let obs = Observed::start(kind, request_id, peer, query.schema.metadata().clone());
+    let obs = Observed::start("DoGet", kind, request_id, peer, query.schema.metadata().clone());
     let rows = obs.rows();
-    Ok(observe(encode(query, rows, slot, bounds.deadline, registration), obs, bounds))
+    let size = |d: &FlightData| d.data_body.len();
+    let cancel = registration.cancelled_owned();
+    let data = encode(query, rows, (slot, registration), bounds.deadline, cancel);
+    Ok(observe(data, obs, bounds, size))
 }
 
 /// A request that failed before streaming.

@@ -20,36 +20,45 @@ use super::BoxStream;
 use crate::{
     engine::{Piece, QueryStream},
     error::Error,
-    limits::{self, Slot, Stop},
+    limits::{self, Stop},
 };
 
-use super::cancel::Registration;
-
 /// Encodes a running query as a Flight data stream, adding the rows sent to `rows`. The query
-/// holds `slot` and its CancelFlightInfo registration until it ends, `deadline` passes or it is
-/// cancelled (see [`limits::guard`]).
-pub fn encode(
+/// holds `held` (its slot, its CancelFlightInfo registration) until it ends, `deadline` passes or
+/// `cancel` resolves (see [`limits::guard`]).
+pub fn encode<H: Send + 'static>(
     query: QueryStream,
     rows: Arc<AtomicU64>,
-    slot: Slot,
+    held: H,
     deadline: Instant,
-    registration: Registration,
+    cancel: impl std::future::Future<Output = ()> + Send + 'static,
 ) -> BoxStream<FlightData> {
-    let stopped = |why| match why {
-        Stop::Deadline => Err(Error::DeadlineExceeded),
-        Stop::Cancelled => Err(Error::Cancelled),
-    };
-    let cancel = registration.cancelled_owned();
-    let pieces = limits::guard(query.batches, (slot, registration), deadline, cancel, stopped).map(move |r| {
-        if let Ok(p) = &r {
-            rows.fetch_add(p.rows() as u64, Ordering::Relaxed);
-        }
-        r.map_err(Status::from)
-    });
+    let pieces = guarded(query.batches, rows, held, deadline, cancel);
     match query.max_message_bytes {
         Some(max) => split(query.schema, pieces, max),
         None => whole(query.schema, pieces),
     }
+}
+
+/// A query's pieces, holding `held` until the end, the deadline or `cancel` (see
+/// [`limits::guard`]), and adding the rows that pass to `rows`. Every wire's answers go through it.
+pub fn guarded<H: Send + 'static>(
+    pieces: crate::engine::Pieces,
+    rows: Arc<AtomicU64>,
+    held: H,
+    deadline: Instant,
+    cancel: impl std::future::Future<Output = ()> + Send + 'static,
+) -> impl Stream<Item = Result<Piece, Status>> + Send + 'static {
+    let stopped = |why| match why {
+        Stop::Deadline => Err(Error::DeadlineExceeded),
+        Stop::Cancelled => Err(Error::Cancelled),
+    };
+    limits::guard(pieces, held, deadline, cancel, stopped).map(move |r| {
+        if let Ok(p) = &r {
+            rows.fetch_add(p.rows() as u64, Ordering::Relaxed);
+        }
+        r.map_err(Status::from)
+    })
 }
 
 /// Batches cut into messages of about `max` bytes by arrow-flight's encoder.

@@ -5,26 +5,22 @@ mod cancel;
 mod do_action;
 mod do_get;
 mod do_put;
-mod encode;
+pub mod encode;
 mod get_flight_info;
 mod list_flights;
-mod observe;
 mod sql;
 pub mod ticket;
-
-use std::pin::Pin;
 
 use arrow_flight::{
     flight_service_server::FlightService, Action, ActionType, Criteria, Empty, FlightData, FlightDescriptor,
     FlightInfo, HandshakeRequest, HandshakeResponse, PollInfo, PutResult, SchemaResult, Ticket,
 };
-use futures::Stream;
 use tonic::{Request, Response, Status, Streaming};
 
 use crate::state::AppState;
 pub use cancel::Running;
 
-type BoxStream<T> = Pin<Box<dyn Stream<Item = Result<T, Status>> + Send + 'static>>;
+use crate::observe::BoxStream;
 
 /// Bridge's `FlightService`.
 #[derive(Debug, Clone)]
@@ -61,7 +57,7 @@ impl FlightService for BridgeFlight {
         &self,
         req: Request<Streaming<HandshakeRequest>>,
     ) -> Result<Response<Self::HandshakeStream>, Status> {
-        observe::counted("Handshake", async {
+        crate::observe::counted("Handshake", async {
             let mut response = Response::new(Box::pin(futures::stream::empty()) as Self::HandshakeStream);
             if let Some(auth) = self.state.auth() {
                 let bearer = auth.handshake(req.metadata())?;
@@ -76,7 +72,7 @@ impl FlightService for BridgeFlight {
     }
 
     async fn list_flights(&self, req: Request<Criteria>) -> Result<Response<Self::ListFlightsStream>, Status> {
-        observe::counted("ListFlights", async {
+        crate::observe::counted("ListFlights", async {
             self.authorize(&req)?;
             let infos = list_flights::list_flights(&self.state).await?;
             Ok(Response::new(Box::pin(futures::stream::iter(infos.into_iter().map(Ok))) as Self::ListFlightsStream))
@@ -85,7 +81,7 @@ impl FlightService for BridgeFlight {
     }
 
     async fn get_flight_info(&self, req: Request<FlightDescriptor>) -> Result<Response<FlightInfo>, Status> {
-        observe::counted("GetFlightInfo", async {
+        crate::observe::counted("GetFlightInfo", async {
             self.authorize(&req)?;
             Ok(Response::new(get_flight_info::get_flight_info(&self.state, req.into_inner()).await?))
         })
@@ -93,7 +89,7 @@ impl FlightService for BridgeFlight {
     }
 
     async fn poll_flight_info(&self, req: Request<FlightDescriptor>) -> Result<Response<PollInfo>, Status> {
-        observe::counted("PollFlightInfo", async {
+        crate::observe::counted("PollFlightInfo", async {
             self.authorize(&req)?;
             Err(Status::unimplemented("PollFlightInfo is not supported; use GetFlightInfo (queries start on DoGet)"))
         })
@@ -101,7 +97,7 @@ impl FlightService for BridgeFlight {
     }
 
     async fn get_schema(&self, req: Request<FlightDescriptor>) -> Result<Response<SchemaResult>, Status> {
-        observe::counted("GetSchema", async {
+        crate::observe::counted("GetSchema", async {
             self.authorize(&req)?;
             Ok(Response::new(get_flight_info::get_schema(&self.state, req.into_inner()).await?))
         })
@@ -112,7 +108,7 @@ impl FlightService for BridgeFlight {
         self.authorize(&req)?;
         let peer = req.remote_addr();
         let metadata = req.metadata().clone();
-        let id = observe::request_id(&metadata);
+        let id = crate::observe::request_id(&metadata);
         let header =
             id.parse().map_err(|_| Status::from(crate::error::Error::internal("request id is not a header value")))?;
         let stream = do_get::do_get(&self.state, req.into_inner(), &metadata, peer, id).await?;
@@ -122,7 +118,7 @@ impl FlightService for BridgeFlight {
     }
 
     async fn do_put(&self, req: Request<Streaming<FlightData>>) -> Result<Response<Self::DoPutStream>, Status> {
-        observe::counted("DoPut", async {
+        crate::observe::counted("DoPut", async {
             self.authorize(&req)?;
             let result = do_put::do_put(req.into_inner()).await?;
             Ok(Response::new(Box::pin(futures::stream::once(async { Ok(result) })) as Self::DoPutStream))
@@ -134,7 +130,7 @@ impl FlightService for BridgeFlight {
         &self,
         req: Request<Streaming<FlightData>>,
     ) -> Result<Response<Self::DoExchangeStream>, Status> {
-        observe::counted("DoExchange", async {
+        crate::observe::counted("DoExchange", async {
             self.authorize(&req)?;
             Err(unimplemented("DoExchange"))
         })
@@ -142,7 +138,7 @@ impl FlightService for BridgeFlight {
     }
 
     async fn do_action(&self, req: Request<Action>) -> Result<Response<Self::DoActionStream>, Status> {
-        observe::counted("DoAction", async {
+        crate::observe::counted("DoAction", async {
             self.authorize(&req)?;
             let bodies = do_action::do_action(&self.state, req.into_inner()).await?;
             let results = bodies.into_iter().map(|body| Ok(arrow_flight::Result { body: body.into() }));
@@ -152,7 +148,7 @@ impl FlightService for BridgeFlight {
     }
 
     async fn list_actions(&self, req: Request<Empty>) -> Result<Response<Self::ListActionsStream>, Status> {
-        observe::counted("ListActions", async {
+        crate::observe::counted("ListActions", async {
             self.authorize(&req)?;
             let actions = do_action::list_actions().into_iter().map(Ok);
             Ok(Response::new(Box::pin(futures::stream::iter(actions)) as Self::ListActionsStream))

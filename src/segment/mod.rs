@@ -221,7 +221,8 @@ impl Mapped<'_> {
         // The block's metadata: [0xFFFFFFFF continuation] [i32 length] [flatbuffer Message, padded].
         let prefix = if bytes.get(..4) == Some(&[0xff; 4][..]) { 8 } else { 4 };
         let header = bytes.slice(prefix.min(meta)..meta);
-        let encoded = Encoded { rows: batch.num_rows(), header, body: bytes.slice(meta..meta + body) };
+        let body = bytes.slice(meta..meta + body);
+        let encoded = Encoded { rows: batch.num_rows(), header, body, batch: batch.clone() };
         Ok((batch, encoded))
     }
 

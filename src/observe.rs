@@ -1,4 +1,5 @@
-//! Per-request accounting for streamed answers: metrics, and one log line per query.
+//! Per-request accounting for streamed answers, on either wire (Flight, HTTP): metrics, and one
+//! log line per query.
 
 use std::{
     collections::HashMap,
@@ -10,12 +11,13 @@ use std::{
     time::Instant,
 };
 
-use arrow_flight::FlightData;
 use futures::StreamExt;
 use tonic::{Code, Status};
 
-use super::BoxStream;
 use crate::metrics;
+
+/// A boxed stream of answer messages (Flight data, HTTP body chunks).
+pub type BoxStream<T> = std::pin::Pin<Box<dyn futures::Stream<Item = Result<T, Status>> + Send + 'static>>;
 
 /// Runs an RPC other than DoGet and records its code and latency.
 pub async fn counted<T>(rpc: &str, call: impl std::future::Future<Output = Result<T, Status>>) -> Result<T, Status> {
@@ -41,6 +43,8 @@ pub fn request_id(md: &tonic::metadata::MetadataMap) -> String {
 
 /// What a query's log line and metrics need; recorded when the stream ends or is dropped.
 pub struct Observed {
+    /// The wire: "DoGet" or "http".
+    pub rpc: &'static str,
     pub kind: &'static str,
     pub request_id: String,
     pub peer: Option<SocketAddr>,
@@ -53,6 +57,7 @@ pub struct Observed {
 
 impl Observed {
     pub fn start(
+        rpc: &'static str,
         kind: &'static str,
         request_id: String,
         peer: Option<SocketAddr>,
@@ -61,6 +66,7 @@ impl Observed {
         metrics::RUNNING.inc();
         metrics::changed();
         Observed {
+            rpc,
             kind,
             request_id,
             peer,
@@ -70,6 +76,11 @@ impl Observed {
             bytes: 0,
             code: None,
         }
+    }
+
+    /// Records the query as failed with `code` (when it ends before any body is sent).
+    pub fn fail(&mut self, code: Code) {
+        self.code = Some(code);
     }
 
     /// The row counter the encoder adds to as batches leave the query.
@@ -85,13 +96,14 @@ impl Drop for Observed {
         let code = self.code.unwrap_or(Code::Cancelled);
         let elapsed = self.started.elapsed();
         let rows = self.rows.load(Ordering::Relaxed);
-        metrics::REQUESTS.with_label_values(&["DoGet", self.kind, &format!("{code:?}")]).inc();
-        metrics::LATENCY.with_label_values(&["DoGet", self.kind]).observe(elapsed.as_secs_f64());
+        metrics::REQUESTS.with_label_values(&[self.rpc, self.kind, &format!("{code:?}")]).inc();
+        metrics::LATENCY.with_label_values(&[self.rpc, self.kind]).observe(elapsed.as_secs_f64());
         metrics::ROWS_SENT.with_label_values(&[self.kind]).inc_by(rows);
         metrics::BYTES_SENT.with_label_values(&[self.kind]).inc_by(self.bytes);
         let md = |k: &str| self.metadata.get(k).map(String::as_str).unwrap_or("");
         tracing::info!(
             request_id = %self.request_id,
+            rpc = self.rpc,
             kind = self.kind,
             dataset = md("bridge.dataset"),
             manifest_version = md("bridge.manifest_version"),
@@ -117,7 +129,13 @@ pub struct Bounds {
 /// Wraps an encoded answer: enforces `bounds` (ending the stream with DEADLINE_EXCEEDED or
 /// RESOURCE_EXHAUSTED, which drops — and so stops — the query), and records its end or
 /// abandonment once.
-pub fn observe(stream: BoxStream<FlightData>, obs: Observed, bounds: Bounds) -> BoxStream<FlightData> {
+/// `size` is the body bytes of one message (what the byte cap and `bridge_bytes_sent_total` count).
+pub fn observe<T: Send + 'static>(
+    stream: BoxStream<T>,
+    obs: Observed,
+    bounds: Bounds,
+    size: fn(&T) -> usize,
+) -> BoxStream<T> {
     Box::pin(futures::stream::unfold(Some((stream, obs)), move |state| async move {
         let (mut stream, mut obs) = state?;
         let item = match tokio::time::timeout_at(bounds.deadline, stream.next()).await {
@@ -133,7 +151,7 @@ pub fn observe(stream: BoxStream<FlightData>, obs: Observed, bounds: Bounds) -> 
         };
         let item = match item {
             Some(Ok(d)) => {
-                obs.bytes += d.data_body.len() as u64;
+                obs.bytes += size(&d) as u64;
                 match over(obs.rows.load(Ordering::Relaxed), obs.bytes) {
                     Some(limit) => Some(Err(Status::resource_exhausted(format!(
                         "the result is larger than this server's limit of {limit}; add a limit, project fewer \

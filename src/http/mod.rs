@@ -1,0 +1,95 @@
+//! The HTTP API (`--http-listen`): the Flight tickets over plain HTTP, for `curl`, browsers, the
+//! Arrow JS library, R and HTTP load balancers.
+//!
+//! * `GET /v1/datasets`, `GET /v1/datasets/{name}/p90|outliers|scan?…`, `POST /v1/sql`;
+//!   `GET /v1/openapi.json` (generated from these routes by `utoipa`).
+//! * Each request becomes the ticket a Flight client would send and runs through the same
+//!   admission queue, deadline, caps, metrics (`rpc="http"`) and query log.
+//! * Answers are Arrow IPC streams by default, or JSON or CSV by `Accept` (or `format=`);
+//!   `Accept-Encoding: zstd|gzip` compresses the body.
+//! * Errors are RFC 9457 problem documents with the HTTP code of the gRPC status Flight gives.
+
+mod answer;
+mod body;
+mod problem;
+mod routes;
+
+use std::{future::Future, net::SocketAddr};
+
+use axum::{
+    extract::{Request, State},
+    middleware::{self, Next},
+    response::{IntoResponse, Response},
+    routing::{get, post},
+    Json, Router,
+};
+use tokio::net::TcpListener;
+use tower_http::compression::CompressionLayer;
+use utoipa::OpenApi;
+
+use crate::state::AppState;
+
+/// What the handlers share.
+#[derive(Debug, Clone)]
+pub struct HttpState {
+    app: AppState,
+    json_max_rows: u64,
+}
+
+#[derive(OpenApi)]
+#[openapi(
+    info(title = "Bridge HTTP API", description = "The Bridge tickets over HTTP: Arrow IPC streams (default), JSON or CSV. \
+        Send `Authorization: Bearer <token>` when the server has auth on."),
+    paths(routes::datasets, routes::p90, routes::outliers, routes::scan, routes::sql),
+    components(schemas(problem::Problem, routes::DatasetInfo, routes::ColumnInfo, routes::SqlRequest)),
+    tags((name = "tickets", description = "the Flight tickets"), (name = "datasets", description = "what is served"))
+)]
+struct ApiDoc;
+
+/// The OpenAPI document of the routes.
+pub fn openapi() -> utoipa::openapi::OpenApi {
+    ApiDoc::openapi()
+}
+
+/// The same bearer tokens as Flight, when auth is on.
+async fn authorize(State(http): State<HttpState>, request: Request, next: Next) -> Response {
+    if let Some(auth) = http.app.auth() {
+        let md = tonic::metadata::MetadataMap::from_headers(request.headers().clone());
+        let peer = request.extensions().get::<axum::extract::ConnectInfo<SocketAddr>>().map(|c| c.0);
+        if let Err(s) = auth.check(&md, peer) {
+            answer::count("auth", s.code());
+            return problem::from_status(&s);
+        }
+    }
+    next.run(request).await
+}
+
+/// The router (for tests that serve it themselves).
+pub fn router(app: AppState, json_max_rows: u64) -> Router {
+    let http = HttpState { app, json_max_rows };
+    let api = Router::new()
+        .route("/v1/datasets", get(routes::datasets))
+        .route("/v1/datasets/{name}/p90", get(routes::p90))
+        .route("/v1/datasets/{name}/outliers", get(routes::outliers))
+        .route("/v1/datasets/{name}/scan", get(routes::scan))
+        .route("/v1/sql", post(routes::sql))
+        .route_layer(middleware::from_fn_with_state(http.clone(), authorize));
+    Router::new()
+        .merge(api)
+        .route("/v1/openapi.json", get(|| async { Json(openapi()).into_response() }))
+        .fallback(routes::not_found)
+        .layer(CompressionLayer::new().gzip(true).zstd(true))
+        .with_state(http)
+}
+
+/// Serves the HTTP API on `listener` (HTTP/1.1 with keep-alive, and HTTP/2 for clients that
+/// ask) until `shutdown` resolves.
+pub async fn serve(
+    listener: TcpListener,
+    app: AppState,
+    json_max_rows: u64,
+    shutdown: impl Future<Output = ()> + Send + 'static,
+) -> std::io::Result<()> {
+    let service = router(app, json_max_rows).into_make_service_with_connect_info::<SocketAddr>();
+    axum::serve(listener, service).with_graceful_shutdown(shutdown).await
+}

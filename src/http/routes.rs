@@ -1,0 +1,351 @@
+//! The routes: each turns its request into the same ticket a Flight client would send (JSON
+//! fields, decoded and validated by [`crate::flight::ticket`]) and answers it.
+
+use std::net::SocketAddr;
+
+use axum::{
+    extract::{rejection::QueryRejection, ConnectInfo, Path, Query, State},
+    http::{header, HeaderMap, StatusCode},
+    response::{IntoResponse, Response},
+    Json,
+};
+use serde::{Deserialize, Serialize};
+use serde_json::{json, Map, Value};
+use tonic::Code;
+use utoipa::{IntoParams, ToSchema};
+
+use super::{
+    answer::{answer, count, refused},
+    body::Format,
+    problem::{self, Problem},
+    HttpState,
+};
+use crate::flight::ticket;
+
+/// `p90`: the trips above a percentile of `trip_distance`, or its summary.
+#[derive(Debug, Deserialize, Serialize, IntoParams)]
+#[serde(deny_unknown_fields)]
+#[into_params(parameter_in = Query)]
+pub struct P90Params {
+    /// Pickup time, inclusive: `2024-01-01` or `2024-01-01T06:00:00`.
+    from: Option<String>,
+    /// Pickup time, exclusive.
+    to: Option<String>,
+    /// The percentile, in (0, 1); default 0.9.
+    percentile: Option<f64>,
+    /// `trips` (the rows above the threshold, default) or `summary` (one row).
+    output: Option<String>,
+    /// Columns to return, comma-separated (default: all).
+    columns: Option<String>,
+    /// Most rows to return.
+    limit: Option<u64>,
+    /// Wait (briefly) until the dataset has published this manifest version.
+    min_version: Option<u64>,
+    /// `arrow`, `json` or `csv`: overrides `Accept`.
+    format: Option<String>,
+}
+
+/// `outliers`: trips that break the physics rule.
+#[derive(Debug, Deserialize, Serialize, IntoParams)]
+#[serde(deny_unknown_fields)]
+#[into_params(parameter_in = Query)]
+pub struct OutliersParams {
+    /// Pickup time, inclusive.
+    from: Option<String>,
+    /// Pickup time, exclusive.
+    to: Option<String>,
+    /// Only trips above the range's p90 distance.
+    within_p90: Option<bool>,
+    /// Most rows to return.
+    limit: Option<u64>,
+    /// `<column> [asc|desc]`, e.g. `avg_speed_mph desc`.
+    order_by: Option<String>,
+    min_duration_hours: Option<f64>,
+    max_duration_hours: Option<f64>,
+    min_speed_mph: Option<f64>,
+    max_speed_mph: Option<f64>,
+    min_distance: Option<f64>,
+    max_distance: Option<f64>,
+    /// Wait (briefly) until the dataset has published this manifest version.
+    min_version: Option<u64>,
+    /// `arrow`, `json` or `csv`: overrides `Accept`.
+    format: Option<String>,
+}
+
+/// `scan`: the rows of a pickup range.
+#[derive(Debug, Deserialize, Serialize, IntoParams)]
+#[serde(deny_unknown_fields)]
+#[into_params(parameter_in = Query)]
+pub struct ScanParams {
+    /// Pickup time, inclusive.
+    from: Option<String>,
+    /// Pickup time, exclusive.
+    to: Option<String>,
+    /// Columns to return, comma-separated (default: all).
+    columns: Option<String>,
+    /// Most rows to return.
+    limit: Option<u64>,
+    /// Wait (briefly) until the dataset has published this manifest version.
+    min_version: Option<u64>,
+    /// `arrow`, `json` or `csv`: overrides `Accept`.
+    format: Option<String>,
+}
+
+/// The body of `POST /v1/sql`.
+#[derive(Debug, Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct SqlRequest {
+    /// One read-only `SELECT`; the datasets are views, e.g. `SELECT count(*) FROM yellow`.
+    sql: String,
+    /// `arrow`, `json` or `csv`: overrides `Accept`.
+    format: Option<String>,
+}
+
+/// One dataset, as `GET /v1/datasets` lists it.
+#[derive(Debug, Serialize, ToSchema)]
+pub struct DatasetInfo {
+    name: String,
+    location: String,
+    manifest_version: u64,
+    files: usize,
+    rows: u64,
+    quarantined: usize,
+    /// RFC 3339 modification time of the newest file, if any.
+    newest_file_modified: Option<String>,
+    /// Whether the first pass over the location is still running.
+    loading: bool,
+    columns: Vec<ColumnInfo>,
+}
+
+#[derive(Debug, Serialize, ToSchema)]
+pub struct ColumnInfo {
+    name: String,
+    /// DuckDB type, e.g. `TIMESTAMP`, `DOUBLE`.
+    r#type: String,
+}
+
+/// The request's id: the client's `x-request-id` when sane, else a new one.
+fn request_id(headers: &HeaderMap) -> String {
+    crate::observe::request_id(&tonic::metadata::MetadataMap::from_headers(headers.clone()))
+}
+
+/// The answer's format: `format=` if given, else from `Accept`.
+fn format(param: Option<&str>, headers: &HeaderMap) -> Result<Format, Box<Response>> {
+    if let Some(name) = param {
+        return Format::from_param(name)
+            .map_err(|m| Box::new(problem::problem(StatusCode::BAD_REQUEST, Code::InvalidArgument, m)));
+    }
+    let accept = headers.get(header::ACCEPT).and_then(|v| v.to_str().ok());
+    Format::negotiate(accept).ok_or_else(|| {
+        Box::new(problem::problem(
+            StatusCode::NOT_ACCEPTABLE,
+            Code::InvalidArgument,
+            "this answer comes as application/vnd.apache.arrow.stream (default), application/json or text/csv",
+        ))
+    })
+}
+
+/// Query parameters as a JSON ticket's fields: `columns` split on commas, `format` left out.
+fn ticket_fields(kind: &str, dataset: &str, params: impl Serialize) -> Map<String, Value> {
+    let mut fields = Map::new();
+    fields.insert("query".into(), json!(kind));
+    fields.insert("dataset".into(), json!(dataset));
+    if let Ok(Value::Object(map)) = serde_json::to_value(params) {
+        for (k, v) in map {
+            match (k.as_str(), v) {
+                (_, Value::Null) | ("format", _) => {}
+                ("columns", Value::String(s)) => {
+                    let list: Vec<&str> = s.split(',').map(str::trim).filter(|c| !c.is_empty()).collect();
+                    fields.insert(k, json!(list));
+                }
+                (_, v) => {
+                    fields.insert(k, v);
+                }
+            }
+        }
+    }
+    fields
+}
+
+/// Decodes the fields as a ticket and answers it.
+async fn run(
+    http: &HttpState,
+    kind: &str,
+    fields: Map<String, Value>,
+    format: Option<&str>,
+    headers: &HeaderMap,
+    peer: SocketAddr,
+) -> Response {
+    let format = match self::format(format, headers) {
+        Ok(f) => f,
+        Err(r) => return *r,
+    };
+    let ticket = match ticket::try_decode(Value::Object(fields).to_string().as_bytes()) {
+        Ok(t) => t,
+        Err(e) => return refused(kind, &tonic::Status::from(e)),
+    };
+    answer(http, ticket, format, request_id(headers), Some(peer)).await
+}
+
+/// A malformed query string (a number that is not one, an unknown parameter) as a problem.
+fn bad_query(kind: &str, e: &QueryRejection) -> Response {
+    refused(kind, &tonic::Status::invalid_argument(e.body_text()))
+}
+
+/// The trips above a percentile of `trip_distance` (or its summary).
+#[utoipa::path(get, path = "/v1/datasets/{name}/p90", tag = "tickets",
+    params(("name" = String, Path, description = "dataset name"), P90Params),
+    responses(
+        (status = 200, description = "the answer", content(
+            (Vec<u8> = "application/vnd.apache.arrow.stream"), (Vec<Value> = "application/json"), (String = "text/csv"))),
+        (status = 400, description = "bad parameters", body = Problem, content_type = "application/problem+json"),
+        (status = 401, description = "no or bad bearer token", body = Problem, content_type = "application/problem+json"),
+        (status = 404, description = "no such dataset", body = Problem, content_type = "application/problem+json"),
+        (status = 406, description = "no acceptable format", body = Problem, content_type = "application/problem+json"),
+        (status = 503, description = "busy or not loaded yet; see Retry-After", body = Problem, content_type = "application/problem+json"),
+        (status = 504, description = "past the deadline", body = Problem, content_type = "application/problem+json"),
+    ))]
+pub async fn p90(
+    State(http): State<HttpState>,
+    ConnectInfo(peer): ConnectInfo<SocketAddr>,
+    Path(name): Path<String>,
+    headers: HeaderMap,
+    params: Result<Query<P90Params>, QueryRejection>,
+) -> Response {
+    let Query(params) = match params {
+        Ok(p) => p,
+        Err(e) => return bad_query("p90", &e),
+    };
+    let format = params.format.clone();
+    run(&http, "p90", ticket_fields("p90", &name, params), format.as_deref(), &headers, peer).await
+}
+
+/// Trips that break the physics rule (optionally only those above the p90 distance).
+#[utoipa::path(get, path = "/v1/datasets/{name}/outliers", tag = "tickets",
+    params(("name" = String, Path, description = "dataset name"), OutliersParams),
+    responses(
+        (status = 200, description = "the answer", content(
+            (Vec<u8> = "application/vnd.apache.arrow.stream"), (Vec<Value> = "application/json"), (String = "text/csv"))),
+        (status = 400, description = "bad parameters", body = Problem, content_type = "application/problem+json"),
+        (status = 401, description = "no or bad bearer token", body = Problem, content_type = "application/problem+json"),
+        (status = 404, description = "no such dataset", body = Problem, content_type = "application/problem+json"),
+        (status = 406, description = "no acceptable format", body = Problem, content_type = "application/problem+json"),
+        (status = 503, description = "busy or not loaded yet; see Retry-After", body = Problem, content_type = "application/problem+json"),
+        (status = 504, description = "past the deadline", body = Problem, content_type = "application/problem+json"),
+    ))]
+pub async fn outliers(
+    State(http): State<HttpState>,
+    ConnectInfo(peer): ConnectInfo<SocketAddr>,
+    Path(name): Path<String>,
+    headers: HeaderMap,
+    params: Result<Query<OutliersParams>, QueryRejection>,
+) -> Response {
+    let Query(params) = match params {
+        Ok(p) => p,
+        Err(e) => return bad_query("outliers", &e),
+    };
+    let format = params.format.clone();
+    run(&http, "outliers", ticket_fields("outliers", &name, params), format.as_deref(), &headers, peer).await
+}
+
+/// The rows of a pickup range, streamed.
+#[utoipa::path(get, path = "/v1/datasets/{name}/scan", tag = "tickets",
+    params(("name" = String, Path, description = "dataset name"), ScanParams),
+    responses(
+        (status = 200, description = "the answer", content(
+            (Vec<u8> = "application/vnd.apache.arrow.stream"), (Vec<Value> = "application/json"), (String = "text/csv"))),
+        (status = 400, description = "bad parameters", body = Problem, content_type = "application/problem+json"),
+        (status = 401, description = "no or bad bearer token", body = Problem, content_type = "application/problem+json"),
+        (status = 404, description = "no such dataset", body = Problem, content_type = "application/problem+json"),
+        (status = 406, description = "no acceptable format", body = Problem, content_type = "application/problem+json"),
+        (status = 503, description = "busy or not loaded yet; see Retry-After", body = Problem, content_type = "application/problem+json"),
+        (status = 504, description = "past the deadline", body = Problem, content_type = "application/problem+json"),
+    ))]
+pub async fn scan(
+    State(http): State<HttpState>,
+    ConnectInfo(peer): ConnectInfo<SocketAddr>,
+    Path(name): Path<String>,
+    headers: HeaderMap,
+    params: Result<Query<ScanParams>, QueryRejection>,
+) -> Response {
+    let Query(params) = match params {
+        Ok(p) => p,
+        Err(e) => return bad_query("scan", &e),
+    };
+    let format = params.format.clone();
+    run(&http, "scan", ticket_fields("scan", &name, params), format.as_deref(), &headers, peer).await
+}
+
+/// One read-only SELECT over the datasets, in the same sandbox as Flight's `sql` ticket.
+#[utoipa::path(post, path = "/v1/sql", tag = "tickets", request_body = SqlRequest,
+    responses(
+        (status = 200, description = "the answer", content(
+            (Vec<u8> = "application/vnd.apache.arrow.stream"), (Vec<Value> = "application/json"), (String = "text/csv"))),
+        (status = 400, description = "bad SQL or body", body = Problem, content_type = "application/problem+json"),
+        (status = 401, description = "no or bad bearer token", body = Problem, content_type = "application/problem+json"),
+        (status = 406, description = "no acceptable format", body = Problem, content_type = "application/problem+json"),
+        (status = 415, description = "the body is not application/json", body = Problem, content_type = "application/problem+json"),
+        (status = 503, description = "busy or not loaded yet; see Retry-After", body = Problem, content_type = "application/problem+json"),
+        (status = 504, description = "past the deadline", body = Problem, content_type = "application/problem+json"),
+    ))]
+pub async fn sql(
+    State(http): State<HttpState>,
+    ConnectInfo(peer): ConnectInfo<SocketAddr>,
+    headers: HeaderMap,
+    body: Result<Json<SqlRequest>, axum::extract::rejection::JsonRejection>,
+) -> Response {
+    let Json(request) = match body {
+        Ok(b) => b,
+        Err(e) => {
+            let status = match e.status() {
+                StatusCode::UNSUPPORTED_MEDIA_TYPE => StatusCode::UNSUPPORTED_MEDIA_TYPE,
+                _ => StatusCode::BAD_REQUEST,
+            };
+            count("sql", Code::InvalidArgument);
+            return problem::problem(status, Code::InvalidArgument, e.body_text());
+        }
+    };
+    let fields = ticket_fields("sql", "", json!({ "sql": request.sql }));
+    let mut fields = fields;
+    fields.remove("dataset");
+    run(&http, "sql", fields, request.format.as_deref(), &headers, peer).await
+}
+
+/// The datasets: manifest, size, freshness and columns.
+#[utoipa::path(get, path = "/v1/datasets", tag = "datasets",
+    responses(
+        (status = 200, description = "every dataset", body = Vec<DatasetInfo>),
+        (status = 401, description = "no or bad bearer token", body = Problem, content_type = "application/problem+json"),
+    ))]
+pub async fn datasets(State(http): State<HttpState>) -> Response {
+    let list: Vec<DatasetInfo> = http
+        .app
+        .catalog()
+        .datasets()
+        .map(|d| {
+            let s = d.snapshot();
+            DatasetInfo {
+                name: d.name.clone(),
+                location: d.location.url.to_string(),
+                manifest_version: s.version,
+                files: s.files.len(),
+                rows: s.rows(),
+                quarantined: s.quarantined.len(),
+                newest_file_modified: s.files.iter().map(|f| f.last_modified).max().map(|t| t.to_rfc3339()),
+                loading: s.progress.loading,
+                columns: s.columns.iter().map(|c| ColumnInfo { name: c.name.clone(), r#type: c.ty.clone() }).collect(),
+            }
+        })
+        .collect();
+    count("datasets", Code::Ok);
+    Json(list).into_response()
+}
+
+/// Anything else.
+pub async fn not_found() -> Response {
+    problem::problem(
+        StatusCode::NOT_FOUND,
+        Code::NotFound,
+        "no such route; see /v1/openapi.json (GET /v1/datasets, /v1/datasets/{name}/p90|outliers|scan, POST /v1/sql)",
+    )
+}
