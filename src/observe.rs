@@ -136,44 +136,48 @@ pub fn observe<T: Send + 'static>(
     bounds: Bounds,
     size: fn(&T) -> usize,
 ) -> BoxStream<T> {
-    Box::pin(futures::stream::unfold(Some((stream, obs)), move |state| async move {
-        let (mut stream, mut obs) = state?;
-        let item = match tokio::time::timeout_at(bounds.deadline, stream.next()).await {
-            Ok(item) => item,
-            Err(_) => Some(Err(Status::deadline_exceeded(
-                "the query ran past its deadline (--query-timeout or the client's timeout) and was stopped",
-            ))),
-        };
-        let over = |rows: u64, bytes: u64| {
-            let rows_over = bounds.max_rows.filter(|m| rows > *m).map(|m| format!("{m} rows"));
-            let bytes_over = bounds.max_bytes.filter(|m| bytes > *m).map(|m| format!("{m} bytes"));
-            rows_over.or(bytes_over)
-        };
-        let item = match item {
-            Some(Ok(d)) => {
-                obs.bytes += size(&d) as u64;
-                match over(obs.rows.load(Ordering::Relaxed), obs.bytes) {
-                    Some(limit) => Some(Err(Status::resource_exhausted(format!(
-                        "the result is larger than this server's limit of {limit}; add a limit, project fewer \
+    // Fused: some consumers (HTTP compression) poll once more after the end.
+    Box::pin(
+        futures::stream::unfold(Some((stream, obs)), move |state| async move {
+            let (mut stream, mut obs) = state?;
+            let item = match tokio::time::timeout_at(bounds.deadline, stream.next()).await {
+                Ok(item) => item,
+                Err(_) => Some(Err(Status::deadline_exceeded(
+                    "the query ran past its deadline (--query-timeout or the client's timeout) and was stopped",
+                ))),
+            };
+            let over = |rows: u64, bytes: u64| {
+                let rows_over = bounds.max_rows.filter(|m| rows > *m).map(|m| format!("{m} rows"));
+                let bytes_over = bounds.max_bytes.filter(|m| bytes > *m).map(|m| format!("{m} bytes"));
+                rows_over.or(bytes_over)
+            };
+            let item = match item {
+                Some(Ok(d)) => {
+                    obs.bytes += size(&d) as u64;
+                    match over(obs.rows.load(Ordering::Relaxed), obs.bytes) {
+                        Some(limit) => Some(Err(Status::resource_exhausted(format!(
+                            "the result is larger than this server's limit of {limit}; add a limit, project fewer \
                          columns or narrow the range"
-                    )))),
-                    None => Some(Ok(d)),
+                        )))),
+                        None => Some(Ok(d)),
+                    }
+                }
+                other => other,
+            };
+            match item {
+                Some(Ok(d)) => Some((Ok(d), Some((stream, obs)))),
+                Some(Err(s)) => {
+                    obs.code = Some(s.code());
+                    // Yield the error, then end: the query (`stream`) is dropped with the next state.
+                    drop(stream);
+                    Some((Err(s), None))
+                }
+                None => {
+                    obs.code.get_or_insert(Code::Ok);
+                    None // `obs` is dropped here, which records the request.
                 }
             }
-            other => other,
-        };
-        match item {
-            Some(Ok(d)) => Some((Ok(d), Some((stream, obs)))),
-            Some(Err(s)) => {
-                obs.code = Some(s.code());
-                // Yield the error, then end: the query (`stream`) is dropped with the next state.
-                drop(stream);
-                Some((Err(s), None))
-            }
-            None => {
-                obs.code.get_or_insert(Code::Ok);
-                None // `obs` is dropped here, which records the request.
-            }
-        }
-    }))
+        })
+        .fuse(),
+    )
 }

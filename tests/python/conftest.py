@@ -66,7 +66,8 @@ def generate(out, months, rows=ROWS):
 
 
 class Bridge(Service):
-    def __init__(self, datasets, cache_dir, extra=(), env=None, memory_limit="1GB", admin=True, loaded=True):
+    def __init__(self, datasets, cache_dir, extra=(), env=None, memory_limit="1GB", admin=True, loaded=True,
+                 http=False):
         """Starts Bridge; with `loaded`, returns once every dataset has had its first ingest pass
         (Bridge serves from its first file on, and prints a line when everything is in). The admin
         port is on by default: `wait_until` waits on its change feed."""
@@ -76,9 +77,13 @@ class Bridge(Service):
             args += ["--dataset", d]
         if admin:
             args += ["--admin-listen", "127.0.0.1:0"]
+        if http:
+            args += ["--http-listen", "127.0.0.1:0"]
         super().__init__(args + list(extra), env={"RUST_LOG": "warn", **(env or {})})
         if admin:
             self.admin = "http://" + self.wait_for(r"admin \(metrics, health\) on http://([0-9.]+:[0-9]+)").group(1)
+        if http:
+            self.http = "http://" + self.wait_for(r"HTTP API on http://([0-9.]+:[0-9]+)").group(1)
         self.addr = self.wait_for(r"serving on grpc(?:\+tls)?://([0-9.]+:[0-9]+)").group(1)
         self.client = flight.connect(f"grpc://{self.addr}")
         if loaded:
