@@ -7,7 +7,7 @@ BIN := target/release/bridge
 ROWS ?= 3000000
 MONTH ?= 2024-01
 
-.PHONY: run test build libduckdb venv data bench bench-history memory-month load lint clean
+.PHONY: run test build libduckdb venv data bench bench-history memory-month load fuzz-http lint clean
 
 libduckdb: $(DUCKDB_LIB_DIR)/libduckdb.so
 $(DUCKDB_LIB_DIR)/libduckdb.so:
@@ -51,6 +51,10 @@ memory-month: build venv
 # The long load run (the CI-sized one is part of `make test`).
 load: build venv
 	LOAD_CLIENTS=512 LOAD_SECONDS=300 BRIDGE_BIN=$(CURDIR)/$(BIN) $(PY) -m pytest -q -s tests/python/test_load.py
+
+# The HTTP API fuzzed from its OpenAPI document with many more cases than `make test` runs.
+fuzz-http: build venv
+	HTTP_FUZZ_EXAMPLES=$(or $(EXAMPLES),1000) BRIDGE_BIN=$(CURDIR)/$(BIN) $(PY) -m pytest -q -s tests/python/test_http_fuzz.py
 
 lint: libduckdb
 	cargo fmt --check

@@ -22,7 +22,9 @@ pub const ARROW: &str = "application/vnd.apache.arrow.stream";
 pub const JSON: &str = "application/json";
 pub const CSV: &str = "text/csv";
 
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+/// An answer format, as `format=` names it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Deserialize, serde::Serialize, utoipa::ToSchema)]
+#[serde(rename_all = "lowercase")]
 pub enum Format {
     Arrow,
     Json,
@@ -35,16 +37,6 @@ impl Format {
             Format::Arrow => ARROW,
             Format::Json => JSON,
             Format::Csv => "text/csv; charset=utf-8",
-        }
-    }
-
-    /// The `format=` query parameter: `arrow`, `json` or `csv`.
-    pub fn from_param(name: &str) -> Result<Format, String> {
-        match name {
-            "arrow" => Ok(Format::Arrow),
-            "json" => Ok(Format::Json),
-            "csv" => Ok(Format::Csv),
-            other => Err(format!("format must be arrow, json or csv, not {other:?}")),
         }
     }
 

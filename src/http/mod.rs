@@ -41,14 +41,29 @@ pub struct HttpState {
     info(title = "Bridge HTTP API", description = "The Bridge tickets over HTTP: Arrow IPC streams (default), JSON or CSV. \
         Send `Authorization: Bearer <token>` when the server has auth on."),
     paths(routes::datasets, routes::p90, routes::outliers, routes::scan, routes::sql),
-    components(schemas(problem::Problem, routes::DatasetInfo, routes::ColumnInfo, routes::SqlRequest)),
+    components(schemas(problem::Problem, routes::DatasetInfo, routes::ColumnInfo, routes::SqlRequest, body::Format, routes::Output)),
     tags((name = "tickets", description = "the Flight tickets"), (name = "datasets", description = "what is served"))
 )]
 struct ApiDoc;
 
-/// The OpenAPI document of the routes.
-pub fn openapi() -> utoipa::openapi::OpenApi {
-    ApiDoc::openapi()
+/// The OpenAPI document of the routes; with `datasets`, the `{name}` parameter lists them.
+pub fn openapi(datasets: &[String]) -> utoipa::openapi::OpenApi {
+    use utoipa::openapi::{path::ParameterIn, schema::ObjectBuilder, schema::Type};
+    let mut doc = ApiDoc::openapi();
+    if datasets.is_empty() {
+        return doc;
+    }
+    for item in doc.paths.paths.values_mut() {
+        for op in [&mut item.get, &mut item.post].into_iter().flatten() {
+            for p in op.parameters.iter_mut().flatten() {
+                if p.name == "name" && p.parameter_in == ParameterIn::Path {
+                    let names = ObjectBuilder::new().schema_type(Type::String).enum_values(Some(datasets.to_vec()));
+                    p.schema = Some(names.into());
+                }
+            }
+        }
+    }
+    doc
 }
 
 /// The same bearer tokens as Flight, when auth is on.
@@ -64,6 +79,11 @@ async fn authorize(State(http): State<HttpState>, request: Request, next: Next) 
     next.run(request).await
 }
 
+async fn openapi_json(State(http): State<HttpState>) -> Response {
+    let names: Vec<String> = http.app.catalog().datasets().map(|d| d.name.clone()).collect();
+    Json(openapi(&names)).into_response()
+}
+
 /// The router (for tests that serve it themselves).
 pub fn router(app: AppState, json_max_rows: u64) -> Router {
     let http = HttpState { app, json_max_rows };
@@ -76,7 +96,7 @@ pub fn router(app: AppState, json_max_rows: u64) -> Router {
         .route_layer(middleware::from_fn_with_state(http.clone(), authorize));
     Router::new()
         .merge(api)
-        .route("/v1/openapi.json", get(|| async { Json(openapi()).into_response() }))
+        .route("/v1/openapi.json", get(openapi_json))
         .fallback(routes::not_found)
         .layer(CompressionLayer::new().gzip(true).zstd(true))
         .with_state(http)

@@ -28,13 +28,16 @@ use crate::flight::ticket;
 #[into_params(parameter_in = Query)]
 pub struct P90Params {
     /// Pickup time, inclusive: `2024-01-01` or `2024-01-01T06:00:00`.
+    #[param(pattern = r"^(\d{4}-\d{2}-\d{2}([T ]\d{2}:\d{2}(:\d{2}(\.\d+)?)?)?)?$")]
     from: Option<String>,
     /// Pickup time, exclusive.
+    #[param(pattern = r"^(\d{4}-\d{2}-\d{2}([T ]\d{2}:\d{2}(:\d{2}(\.\d+)?)?)?)?$")]
     to: Option<String>,
     /// The percentile, in (0, 1); default 0.9.
+    #[param(exclusive_minimum = 0.0, exclusive_maximum = 1.0)]
     percentile: Option<f64>,
     /// `trips` (the rows above the threshold, default) or `summary` (one row).
-    output: Option<String>,
+    output: Option<Output>,
     /// Columns to return, comma-separated (default: all).
     columns: Option<String>,
     /// Most rows to return.
@@ -42,7 +45,17 @@ pub struct P90Params {
     /// Wait (briefly) until the dataset has published this manifest version.
     min_version: Option<u64>,
     /// `arrow`, `json` or `csv`: overrides `Accept`.
-    format: Option<String>,
+    format: Option<Format>,
+}
+
+/// What `p90` returns.
+#[derive(Debug, Clone, Copy, Deserialize, Serialize, utoipa::ToSchema)]
+#[serde(rename_all = "lowercase")]
+pub enum Output {
+    /// The trips above the threshold.
+    Trips,
+    /// One row: range, percentile, trips in range, threshold, trips above.
+    Summary,
 }
 
 /// `outliers`: trips that break the physics rule.
@@ -50,9 +63,11 @@ pub struct P90Params {
 #[serde(deny_unknown_fields)]
 #[into_params(parameter_in = Query)]
 pub struct OutliersParams {
-    /// Pickup time, inclusive.
+    /// Pickup time, inclusive: `2024-01-01` or `2024-01-01T06:00:00`.
+    #[param(pattern = r"^(\d{4}-\d{2}-\d{2}([T ]\d{2}:\d{2}(:\d{2}(\.\d+)?)?)?)?$")]
     from: Option<String>,
     /// Pickup time, exclusive.
+    #[param(pattern = r"^(\d{4}-\d{2}-\d{2}([T ]\d{2}:\d{2}(:\d{2}(\.\d+)?)?)?)?$")]
     to: Option<String>,
     /// Only trips above the range's p90 distance.
     within_p90: Option<bool>,
@@ -69,7 +84,7 @@ pub struct OutliersParams {
     /// Wait (briefly) until the dataset has published this manifest version.
     min_version: Option<u64>,
     /// `arrow`, `json` or `csv`: overrides `Accept`.
-    format: Option<String>,
+    format: Option<Format>,
 }
 
 /// `scan`: the rows of a pickup range.
@@ -77,9 +92,11 @@ pub struct OutliersParams {
 #[serde(deny_unknown_fields)]
 #[into_params(parameter_in = Query)]
 pub struct ScanParams {
-    /// Pickup time, inclusive.
+    /// Pickup time, inclusive: `2024-01-01` or `2024-01-01T06:00:00`.
+    #[param(pattern = r"^(\d{4}-\d{2}-\d{2}([T ]\d{2}:\d{2}(:\d{2}(\.\d+)?)?)?)?$")]
     from: Option<String>,
     /// Pickup time, exclusive.
+    #[param(pattern = r"^(\d{4}-\d{2}-\d{2}([T ]\d{2}:\d{2}(:\d{2}(\.\d+)?)?)?)?$")]
     to: Option<String>,
     /// Columns to return, comma-separated (default: all).
     columns: Option<String>,
@@ -88,7 +105,7 @@ pub struct ScanParams {
     /// Wait (briefly) until the dataset has published this manifest version.
     min_version: Option<u64>,
     /// `arrow`, `json` or `csv`: overrides `Accept`.
-    format: Option<String>,
+    format: Option<Format>,
 }
 
 /// The body of `POST /v1/sql`.
@@ -96,9 +113,10 @@ pub struct ScanParams {
 #[serde(deny_unknown_fields)]
 pub struct SqlRequest {
     /// One read-only `SELECT`; the datasets are views, e.g. `SELECT count(*) FROM yellow`.
+    #[schema(example = "SELECT count(*) AS trips FROM yellow")]
     sql: String,
     /// `arrow`, `json` or `csv`: overrides `Accept`.
-    format: Option<String>,
+    format: Option<Format>,
 }
 
 /// One dataset, as `GET /v1/datasets` lists it.
@@ -130,10 +148,9 @@ fn request_id(headers: &HeaderMap) -> String {
 }
 
 /// The answer's format: `format=` if given, else from `Accept`.
-fn format(param: Option<&str>, headers: &HeaderMap) -> Result<Format, Box<Response>> {
-    if let Some(name) = param {
-        return Format::from_param(name)
-            .map_err(|m| Box::new(problem::problem(StatusCode::BAD_REQUEST, Code::InvalidArgument, m)));
+fn format(param: Option<Format>, headers: &HeaderMap) -> Result<Format, Box<Response>> {
+    if let Some(f) = param {
+        return Ok(f);
     }
     let accept = headers.get(header::ACCEPT).and_then(|v| v.to_str().ok());
     Format::negotiate(accept).ok_or_else(|| {
@@ -172,7 +189,7 @@ async fn run(
     http: &HttpState,
     kind: &str,
     fields: Map<String, Value>,
-    format: Option<&str>,
+    format: Option<Format>,
     headers: &HeaderMap,
     peer: SocketAddr,
 ) -> Response {
@@ -216,8 +233,8 @@ pub async fn p90(
         Ok(p) => p,
         Err(e) => return bad_query("p90", &e),
     };
-    let format = params.format.clone();
-    run(&http, "p90", ticket_fields("p90", &name, params), format.as_deref(), &headers, peer).await
+    let format = params.format;
+    run(&http, "p90", ticket_fields("p90", &name, params), format, &headers, peer).await
 }
 
 /// Trips that break the physics rule (optionally only those above the p90 distance).
@@ -244,8 +261,8 @@ pub async fn outliers(
         Ok(p) => p,
         Err(e) => return bad_query("outliers", &e),
     };
-    let format = params.format.clone();
-    run(&http, "outliers", ticket_fields("outliers", &name, params), format.as_deref(), &headers, peer).await
+    let format = params.format;
+    run(&http, "outliers", ticket_fields("outliers", &name, params), format, &headers, peer).await
 }
 
 /// The rows of a pickup range, streamed.
@@ -272,8 +289,8 @@ pub async fn scan(
         Ok(p) => p,
         Err(e) => return bad_query("scan", &e),
     };
-    let format = params.format.clone();
-    run(&http, "scan", ticket_fields("scan", &name, params), format.as_deref(), &headers, peer).await
+    let format = params.format;
+    run(&http, "scan", ticket_fields("scan", &name, params), format, &headers, peer).await
 }
 
 /// One read-only SELECT over the datasets, in the same sandbox as Flight's `sql` ticket.
@@ -308,7 +325,7 @@ pub async fn sql(
     let fields = ticket_fields("sql", "", json!({ "sql": request.sql }));
     let mut fields = fields;
     fields.remove("dataset");
-    run(&http, "sql", fields, request.format.as_deref(), &headers, peer).await
+    run(&http, "sql", fields, request.format, &headers, peer).await
 }
 
 /// The datasets: manifest, size, freshness and columns.
