@@ -7,7 +7,7 @@ BIN := target/release/bridge
 ROWS ?= 3000000
 MONTH ?= 2024-01
 
-.PHONY: run test build libduckdb venv data bench bench-history memory-month load fuzz-http lint clean
+.PHONY: run test build libduckdb venv browser data bench bench-history memory-month load fuzz-http lint clean
 
 libduckdb: $(DUCKDB_LIB_DIR)/libduckdb.so
 $(DUCKDB_LIB_DIR)/libduckdb.so:
@@ -29,11 +29,19 @@ $(VENV)/.installed: requirements-test.txt
 	$(VENV)/bin/pip install -q -r requirements-test.txt
 	touch $@
 
+# Headless Chromium (Debian's) and the npm packages of the browser tests.
+SUDO := $(shell [ "$$(id -u)" -eq 0 ] || echo sudo)
+browser: tests/browser/node_modules/.installed
+tests/browser/node_modules/.installed: tests/browser/package.json tests/browser/package-lock.json
+	@command -v chromium >/dev/null || ($(SUDO) apt-get update -qq && $(SUDO) apt-get install -y -qq --no-install-recommends chromium)
+	npm ci --prefix tests/browser --no-audit --no-fund
+	touch $@
+
 # `cargo test` also builds the binary and the examples, with the same features as the tests (a
 # separate `cargo build` would compile the arrow crates a second time with other features).
-test: libduckdb venv
+test: libduckdb venv browser
 	cargo test --release
-	BRIDGE_BIN=$(CURDIR)/$(BIN) $(PY) -m pytest -q tests/python
+	REQUIRE_BROWSER=1 BRIDGE_BIN=$(CURDIR)/$(BIN) $(PY) -m pytest -q tests/python
 
 bench: build venv
 	cargo bench --bench do_get
