@@ -7,7 +7,7 @@ BIN := target/release/bridge
 ROWS ?= 3000000
 MONTH ?= 2024-01
 
-.PHONY: run test build libduckdb venv browser data bench bench-history memory-month load fuzz-http lint clean
+.PHONY: run test build libduckdb venv browser data bench bench-http bench-history memory-month load fuzz-http lint clean
 
 libduckdb: $(DUCKDB_LIB_DIR)/libduckdb.so
 $(DUCKDB_LIB_DIR)/libduckdb.so:
@@ -47,6 +47,11 @@ bench: build venv
 	cargo bench --bench do_get
 	BRIDGE_BIN=$(CURDIR)/$(BIN) $(PY) benches/e2e.py
 	BRIDGE_BIN=$(CURDIR)/$(BIN) $(PY) benches/bulk_cpu.py
+
+# The HTTP API beside Flight and a FastAPI + DuckDB JSON peer; wrk and h2load at 256 connections.
+bench-http: build venv
+	@command -v wrk >/dev/null && command -v h2load >/dev/null || ($(SUDO) apt-get update -qq && $(SUDO) apt-get install -y -qq --no-install-recommends wrk nghttp2-client)
+	BRIDGE_BIN=$(CURDIR)/$(BIN) $(PY) benches/http_api.py
 
 # Years of data on one node (MONTHS, FROM, ROWS): ingest rate, first answer, footprint, RSS.
 bench-history: build venv

@@ -24,7 +24,7 @@ use axum::{
     Json, Router,
 };
 use tokio::net::TcpListener;
-use tower_http::compression::CompressionLayer;
+use tower_http::{compression::CompressionLayer, CompressionLevel};
 use utoipa::OpenApi;
 
 use crate::state::AppState;
@@ -98,7 +98,8 @@ pub fn router(app: AppState, json_max_rows: u64) -> Router {
         .merge(api)
         .route("/v1/openapi.json", get(openapi_json))
         .fallback(routes::not_found)
-        .layer(CompressionLayer::new().gzip(true).zstd(true))
+        // The fastest levels: Arrow compresses well even so, and a busy server's CPU goes to answers.
+        .layer(CompressionLayer::new().gzip(true).zstd(true).quality(CompressionLevel::Fastest))
         .with_state(http)
 }
 
@@ -110,6 +111,13 @@ pub async fn serve(
     json_max_rows: u64,
     shutdown: impl Future<Output = ()> + Send + 'static,
 ) -> std::io::Result<()> {
+    use axum::serve::ListenerExt;
     let service = router(app, json_max_rows).into_make_service_with_connect_info::<SocketAddr>();
+    // Small answers must not wait for Nagle (as on the Flight port).
+    let listener = listener.tap_io(|tcp| {
+        if let Err(e) = tcp.set_nodelay(true) {
+            tracing::debug!(error = %e, "cannot set TCP_NODELAY");
+        }
+    });
     axum::serve(listener, service).with_graceful_shutdown(shutdown).await
 }
