@@ -37,6 +37,9 @@ pub struct Auth {
     users: HashMap<String, String>,
     /// Static bearer tokens (from `--api-tokens-file`).
     api_tokens: Vec<String>,
+    /// Bearer tokens of operators on the admin port's status API (from `--admin-tokens-file`):
+    /// they see every query's SQL. Not valid on the data ports.
+    admin_tokens: Vec<String>,
     encoding: EncodingKey,
     decoding: DecodingKey,
     ttl: Duration,
@@ -83,12 +86,13 @@ impl Auth {
                 users.insert(user.to_string(), password.to_string());
             }
         }
-        let mut api_tokens = Vec::new();
-        if let Some(path) = &config.api_tokens_file {
-            let text = read_secret_file("the API tokens file", path)?;
-            api_tokens
-                .extend(text.lines().map(str::trim).filter(|l| !l.is_empty() && !l.starts_with('#')).map(String::from));
-        }
+        let tokens = |what: &str, path: &Option<std::path::PathBuf>| -> Result<Vec<String>> {
+            let Some(path) = path else { return Ok(Vec::new()) };
+            let text = read_secret_file(what, path)?;
+            Ok(text.lines().map(str::trim).filter(|l| !l.is_empty() && !l.starts_with('#')).map(String::from).collect())
+        };
+        let api_tokens = tokens("the API tokens file", &config.api_tokens_file)?;
+        let admin_tokens = tokens("the admin tokens file", &config.admin_tokens_file)?;
         if users.is_empty() && api_tokens.is_empty() {
             if !config.allow_anonymous && !config.listen.ip().is_loopback() {
                 return Err(Error::invalid(format!(
@@ -110,6 +114,7 @@ impl Auth {
         Ok(Some(Auth {
             users,
             api_tokens,
+            admin_tokens,
             encoding: EncodingKey::from_secret(&secret),
             decoding: DecodingKey::from_secret(&secret),
             ttl: config.token_ttl,
@@ -136,23 +141,42 @@ impl Auth {
     }
 
     /// Every other call: a valid bearer token (JWT or static API token), or UNAUTHENTICATED.
-    pub fn check(&self, md: &MetadataMap, peer: Option<SocketAddr>) -> std::result::Result<(), Status> {
-        let header = md.get("authorization").and_then(|v| v.to_str().ok());
-        let Some(token) = header.and_then(|h| h.strip_prefix("Bearer ")).map(str::trim) else {
+    /// Returns who called: the JWT's user, or `token-<hash>` for a static token.
+    pub fn check(&self, md: &MetadataMap, peer: Option<SocketAddr>) -> std::result::Result<String, Status> {
+        let Some(token) = bearer(md) else {
             return Err(unauthenticated());
         };
         if self.api_tokens.iter().any(|t| same(t.as_bytes(), token.as_bytes())) {
-            return Ok(());
+            return Ok(token_principal(token));
         }
         let mut validation = Validation::new(Algorithm::HS256);
         validation.leeway = 0;
         match decode::<Claims>(token, &self.decoding, &validation) {
-            Ok(_) => Ok(()),
+            Ok(data) => Ok(data.claims.sub),
             Err(e) => {
                 tracing::info!(peer = ?peer, error = %e, "refused a bearer token");
                 Err(unauthenticated())
             }
         }
+    }
+}
+
+/// The bearer token of a request, if it sent one.
+fn bearer(md: &MetadataMap) -> Option<&str> {
+    md.get("authorization").and_then(|v| v.to_str().ok()).and_then(|h| h.strip_prefix("Bearer ")).map(str::trim)
+}
+
+/// The principal of a static token: `token-` and the first 8 hex digits of its SHA-256 (so logs
+/// and the status page can tell tokens apart without showing them).
+pub fn token_principal(token: &str) -> String {
+    use sha2::{Digest, Sha256};
+    format!("token-{}", &hex::encode(Sha256::digest(token.as_bytes()))[..8])
+}
+
+impl Auth {
+    /// Whether the request carries an admin token (`--admin-tokens-file`).
+    pub fn is_admin(&self, md: &MetadataMap) -> bool {
+        bearer(md).is_some_and(|token| self.admin_tokens.iter().any(|t| same(t.as_bytes(), token.as_bytes())))
     }
 }
 

@@ -120,6 +120,10 @@ pub struct Config {
     /// Static bearer tokens accepted on every call: a file with one token per line.
     #[arg(long, env = "BRIDGE_API_TOKENS_FILE")]
     pub api_tokens_file: Option<PathBuf>,
+    /// Bearer tokens of operators on the admin port's status API (one per line): they see the
+    /// SQL of every user's queries. Other valid tokens see their own.
+    #[arg(long, env = "BRIDGE_ADMIN_TOKENS_FILE")]
+    pub admin_tokens_file: Option<PathBuf>,
     /// HS256 key for the bearer tokens Handshake issues (≥ 16 bytes); random per process if unset.
     #[arg(long, env = "BRIDGE_JWT_SECRET_FILE")]
     pub jwt_secret_file: Option<PathBuf>,
@@ -201,6 +205,7 @@ impl Default for Config {
             drain_timeout: Duration::from_secs(30),
             basic_users_file: None,
             api_tokens_file: None,
+            admin_tokens_file: None,
             jwt_secret_file: None,
             token_ttl: Duration::from_secs(3600),
             allow_anonymous: false,

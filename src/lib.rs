@@ -14,7 +14,8 @@
 //! * [`http`]: the same tickets over HTTP (`--http-listen`): Arrow IPC, JSON, CSV; OpenAPI.
 //! * [`observe`]: per-query metrics and log line, shared by both wires.
 //! * [`server`]: `serve(listener, state, shutdown)`.
-//! * [`admin`], [`metrics`]: the admin HTTP port and its Prometheus metrics.
+//! * [`admin`], [`metrics`], [`recent`]: the admin HTTP port (status page, health, metrics),
+//!   its Prometheus metrics, and the recent queries the status page shows.
 //! * [`gen`]: the deterministic TLC-shaped data generator (`bridge gen`).
 
 pub mod admin;
@@ -31,6 +32,7 @@ pub mod malloc;
 pub mod metrics;
 pub mod observe;
 pub mod queries;
+pub mod recent;
 pub mod rule;
 pub mod segment;
 pub mod server;

@@ -101,6 +101,11 @@ pub fn init() {
     LazyLock::force(&QUEUED);
     LazyLock::force(&ACTIVE);
     LazyLock::force(&CANCELLED);
+    // Series that may stay at zero for a long time exist from the start (so `rate()` works).
+    for op in ["list", "get"] {
+        STORE_REQUESTS.with_label_values(&[op]);
+        STORE_ERRORS.with_label_values(&[op]);
+    }
 }
 
 /// Queries stopped by CancelFlightInfo.

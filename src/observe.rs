@@ -41,14 +41,24 @@ pub fn request_id(md: &tonic::metadata::MetadataMap) -> String {
         .map_or_else(|| format!("{:016x}", rand::random::<u64>()), String::from)
 }
 
+/// Who asked: the request's id, the peer's address and the authenticated principal.
+#[derive(Debug, Clone, Default)]
+pub struct Caller {
+    pub request_id: String,
+    pub peer: Option<SocketAddr>,
+    /// None when Bridge runs anonymously.
+    pub principal: Option<String>,
+}
+
 /// What a query's log line and metrics need; recorded when the stream ends or is dropped.
 pub struct Observed {
     /// The wire: "DoGet" or "http".
     pub rpc: &'static str,
     pub kind: &'static str,
-    pub request_id: String,
-    pub peer: Option<SocketAddr>,
+    pub caller: Caller,
     pub metadata: HashMap<String, String>,
+    /// The SQL of a `sql` query (kept for the status page, shown by its rules).
+    sql: Option<String>,
     started: Instant,
     rows: Arc<AtomicU64>,
     bytes: u64,
@@ -56,26 +66,26 @@ pub struct Observed {
 }
 
 impl Observed {
-    pub fn start(
-        rpc: &'static str,
-        kind: &'static str,
-        request_id: String,
-        peer: Option<SocketAddr>,
-        metadata: HashMap<String, String>,
-    ) -> Self {
+    pub fn start(rpc: &'static str, kind: &'static str, caller: Caller, metadata: HashMap<String, String>) -> Self {
         metrics::RUNNING.inc();
         metrics::changed();
         Observed {
             rpc,
             kind,
-            request_id,
-            peer,
+            caller,
             metadata,
+            sql: None,
             started: Instant::now(),
             rows: Arc::default(),
             bytes: 0,
             code: None,
         }
+    }
+
+    /// Keeps the query's SQL text for the status page.
+    pub fn with_sql(mut self, sql: Option<String>) -> Self {
+        self.sql = sql;
+        self
     }
 
     /// Records the query as failed with `code` (when it ends before any body is sent).
@@ -100,17 +110,42 @@ impl Drop for Observed {
         metrics::LATENCY.with_label_values(&[self.rpc, self.kind]).observe(elapsed.as_secs_f64());
         metrics::ROWS_SENT.with_label_values(&[self.kind]).inc_by(rows);
         metrics::BYTES_SENT.with_label_values(&[self.kind]).inc_by(self.bytes);
-        let md = |k: &str| self.metadata.get(k).map(String::as_str).unwrap_or("");
+        let md = |k: &str| {
+            // SQL answers key their freshness by dataset: `bridge.manifest_version.<dataset>`.
+            let keyed = self.metadata.iter().find(|(key, _)| key.starts_with(&format!("{k}.")));
+            self.metadata.get(k).or(keyed.map(|(_, v)| v)).map(String::as_str).unwrap_or("")
+        };
+        let dataset = match md("bridge.dataset") {
+            "" => {
+                self.metadata.keys().find_map(|k| k.strip_prefix("bridge.manifest_version.")).unwrap_or("").to_string()
+            }
+            d => d.to_string(),
+        };
+        crate::recent::record(crate::recent::Finished {
+            at: chrono::Utc::now(),
+            rpc: self.rpc,
+            kind: self.kind,
+            dataset: dataset.clone(),
+            manifest_version: md("bridge.manifest_version").parse().ok(),
+            rows,
+            bytes: self.bytes,
+            duration_ms: elapsed.as_secs_f64() * 1e3,
+            code: format!("{code:?}"),
+            peer: self.caller.peer.map(|p| p.to_string()).unwrap_or_default(),
+            principal: self.caller.principal.clone(),
+            sql: self.sql.take(),
+        });
         tracing::info!(
-            request_id = %self.request_id,
+            request_id = %self.caller.request_id,
             rpc = self.rpc,
             kind = self.kind,
-            dataset = md("bridge.dataset"),
+            dataset,
             manifest_version = md("bridge.manifest_version"),
             rows,
             bytes = self.bytes,
             duration_ms = elapsed.as_secs_f64() * 1e3,
-            peer = %self.peer.map(|p| p.to_string()).unwrap_or_default(),
+            peer = %self.caller.peer.map(|p| p.to_string()).unwrap_or_default(),
+            principal = self.caller.principal.as_deref().unwrap_or(""),
             code = ?code,
             "query"
         );

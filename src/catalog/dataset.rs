@@ -215,6 +215,34 @@ impl Dataset {
         }
     }
 
+    /// What the `status` action and the status page show of the dataset.
+    pub fn describe(&self) -> serde_json::Value {
+        let ds = self;
+        let snap = ds.snapshot();
+        serde_json::json!({
+            "name": ds.name,
+            "location": ds.location.url,
+            "refresh_interval_ms": ds.refresh_interval.as_millis() as u64,
+            "manifest_version": snap.version,
+            "rows": snap.rows(),
+            "files": snap.files.iter().map(|f| serde_json::json!({
+                "key": f.key, "etag": f.etag, "size": f.size, "rows": f.rows,
+                "last_modified": f.last_modified.to_rfc3339(),
+            })).collect::<Vec<_>>(),
+            "quarantined": snap.quarantined.iter().map(|(key, q)| serde_json::json!({
+                "key": key, "etag": q.etag, "reason": q.reason,
+            })).collect::<Vec<_>>(),
+            "retrying": snap.retrying.iter().map(|(key, r)| serde_json::json!({
+                "key": key, "etag": r.etag, "attempts": r.attempts, "reason": r.reason,
+                "next_in_ms": r.next.saturating_duration_since(std::time::Instant::now()).as_millis() as u64,
+            })).collect::<Vec<_>>(),
+            "progress": snap.progress,
+            "columns": snap.columns.iter().map(|c| serde_json::json!({"name": c.name, "type": c.ty})).collect::<Vec<_>>(),
+            "last_listing": snap.last_listing.map(|t| t.to_rfc3339()),
+            "last_error": snap.last_error,
+        })
+    }
+
     /// Names of the live segments.
     pub(super) fn segment_names(&self) -> Vec<String> {
         self.segments.lock().map(|l| l.values().map(|s| s.name().to_string()).collect()).unwrap_or_default()

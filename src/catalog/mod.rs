@@ -116,6 +116,11 @@ impl Catalog {
         self.min_version_wait
     }
 
+    /// Where the downloads, the store and the segments live.
+    pub fn cache_dir(&self) -> &std::path::Path {
+        &self.cache_dir
+    }
+
     pub fn engine(&self) -> &Arc<Engine> {
         &self.engine
     }

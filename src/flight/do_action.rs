@@ -72,7 +72,9 @@ pub async fn do_action(state: &AppState, action: Action) -> Result<Vec<Vec<u8>>,
             }
             json!({ "versions": versions })
         }
-        "status" => json!({ "datasets": targets(state, &action.body)?.iter().map(|d| status(d)).collect::<Vec<_>>() }),
+        "status" => {
+            json!({ "datasets": targets(state, &action.body)?.iter().map(|d| d.describe()).collect::<Vec<_>>() })
+        }
         other => {
             return Err(Status::unimplemented(format!(
                 "unknown action {other:?}; the actions are refresh, status, CancelFlightInfo, \
@@ -81,30 +83,4 @@ pub async fn do_action(state: &AppState, action: Action) -> Result<Vec<Vec<u8>>,
         }
     };
     Ok(vec![out.to_string().into_bytes()])
-}
-
-fn status(ds: &Dataset) -> Value {
-    let snap = ds.snapshot();
-    json!({
-        "name": ds.name,
-        "location": ds.location.url,
-        "refresh_interval_ms": ds.refresh_interval.as_millis() as u64,
-        "manifest_version": snap.version,
-        "rows": snap.rows(),
-        "files": snap.files.iter().map(|f| json!({
-            "key": f.key, "etag": f.etag, "size": f.size, "rows": f.rows,
-            "last_modified": f.last_modified.to_rfc3339(),
-        })).collect::<Vec<_>>(),
-        "quarantined": snap.quarantined.iter().map(|(key, q)| json!({
-            "key": key, "etag": q.etag, "reason": q.reason,
-        })).collect::<Vec<_>>(),
-        "retrying": snap.retrying.iter().map(|(key, r)| json!({
-            "key": key, "etag": r.etag, "attempts": r.attempts, "reason": r.reason,
-            "next_in_ms": r.next.saturating_duration_since(std::time::Instant::now()).as_millis() as u64,
-        })).collect::<Vec<_>>(),
-        "progress": snap.progress,
-        "columns": snap.columns.iter().map(|c| json!({"name": c.name, "type": c.ty})).collect::<Vec<_>>(),
-        "last_listing": snap.last_listing.map(|t| t.to_rfc3339()),
-        "last_error": snap.last_error,
-    })
 }

@@ -1,7 +1,5 @@
 //! DoGet: admit, decode the ticket, plan, run, stream; every query is bounded and accounted for.
 
-use std::net::SocketAddr;
-
 use arrow_flight::{FlightData, Ticket};
 use tonic::{metadata::MetadataMap, Status};
 
@@ -11,7 +9,7 @@ use super::{
 };
 use crate::{
     metrics,
-    observe::{observe, Bounds, Observed},
+    observe::{observe, Bounds, Caller, Observed},
     queries,
     state::AppState,
 };
@@ -20,8 +18,7 @@ pub async fn do_get(
     state: &AppState,
     t: Ticket,
     metadata: &MetadataMap,
-    peer: Option<SocketAddr>,
-    request_id: String,
+    caller: Caller,
 ) -> Result<BoxStream<FlightData>, Status> {
     let registration = state.running().register(t.ticket.clone());
     let ticket = match sql::command(&t.ticket) {
@@ -32,6 +29,7 @@ pub async fn do_get(
         None => ticket::try_decode(&t.ticket).map_err(Status::from).inspect_err(|s| count_refusal("invalid", s))?,
     };
     let kind = queries::kind(&ticket);
+    let sql_text = queries::sql_text(&ticket);
     let admission = state.admission();
     let slot = admission.admit().await.inspect_err(|s| count_refusal(kind, s))?;
     let limits = admission.limits();
@@ -51,7 +49,7 @@ pub async fn do_get(
         () = registration.cancelled() => Err(Status::cancelled("the query was cancelled (CancelFlightInfo)")),
     }
     .inspect_err(|s| count_refusal(kind, s))?;
-    let obs = Observed::start("DoGet", kind, request_id, peer, query.schema.metadata().clone());
+    let obs = Observed::start("DoGet", kind, caller, query.schema.metadata().clone()).with_sql(sql_text);
     let rows = obs.rows();
     let size = |d: &FlightData| d.data_body.len();
     let cancel = registration.cancelled_owned();

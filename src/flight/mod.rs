@@ -33,9 +33,10 @@ impl BridgeFlight {
         BridgeFlight { state }
     }
 
-    /// Every RPC but Handshake: a valid bearer token unless Bridge runs anonymously.
-    fn authorize<T>(&self, req: &Request<T>) -> Result<(), Status> {
-        self.state.auth().map_or(Ok(()), |a| a.check(req.metadata(), req.remote_addr()))
+    /// Every RPC but Handshake: a valid bearer token unless Bridge runs anonymously. Returns
+    /// who called (None: anonymous).
+    fn authorize<T>(&self, req: &Request<T>) -> Result<Option<String>, Status> {
+        self.state.auth().map(|a| a.check(req.metadata(), req.remote_addr())).transpose()
     }
 }
 
@@ -105,13 +106,14 @@ impl FlightService for BridgeFlight {
     }
 
     async fn do_get(&self, req: Request<Ticket>) -> Result<Response<Self::DoGetStream>, Status> {
-        self.authorize(&req)?;
+        let principal = self.authorize(&req)?;
         let peer = req.remote_addr();
         let metadata = req.metadata().clone();
         let id = crate::observe::request_id(&metadata);
         let header =
             id.parse().map_err(|_| Status::from(crate::error::Error::internal("request id is not a header value")))?;
-        let stream = do_get::do_get(&self.state, req.into_inner(), &metadata, peer, id).await?;
+        let caller = crate::observe::Caller { request_id: id, peer, principal };
+        let stream = do_get::do_get(&self.state, req.into_inner(), &metadata, caller).await?;
         let mut response = Response::new(stream);
         response.metadata_mut().insert("x-request-id", header);
         Ok(response)

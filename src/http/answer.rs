@@ -1,7 +1,7 @@
 //! Running a ticket for an HTTP request: the same admission, deadline, plan, caps, metrics and
 //! query log as Flight's DoGet, then the body in the negotiated format.
 
-use std::{collections::HashMap, net::SocketAddr};
+use std::collections::HashMap;
 
 use axum::{
     body::Body,
@@ -19,20 +19,15 @@ use super::{
 use crate::{
     flight::encode::{encode, guarded},
     metrics,
-    observe::{observe, Bounds, BoxStream, Observed},
+    observe::{observe, Bounds, BoxStream, Caller, Observed},
     proto::Ticket,
     queries,
 };
 
 /// Answers `ticket` in `format`.
-pub async fn answer(
-    http: &HttpState,
-    ticket: Ticket,
-    format: Format,
-    request_id: String,
-    peer: Option<SocketAddr>,
-) -> Response {
+pub async fn answer(http: &HttpState, ticket: Ticket, format: Format, caller: Caller) -> Response {
     let kind = queries::kind(&ticket);
+    let sql = queries::sql_text(&ticket);
     let (state, admission) = (&http.app, http.app.admission());
     let slot = match admission.admit().await {
         Ok(slot) => slot,
@@ -56,7 +51,8 @@ pub async fn answer(
         Err(_) => return refused(kind, &Status::deadline_exceeded("the query did not start before its deadline")),
     };
     let metadata = query.schema.metadata().clone();
-    let mut obs = Observed::start("http", kind, request_id.clone(), peer, metadata.clone());
+    let request_id = caller.request_id.clone();
+    let mut obs = Observed::start("http", kind, caller, metadata.clone()).with_sql(sql);
     let rows = obs.rows();
     // Only the deadline and the client (dropping the body) stop an HTTP answer.
     let never = futures::future::pending::<()>();

@@ -66,22 +66,46 @@ pub fn openapi(datasets: &[String]) -> utoipa::openapi::OpenApi {
     doc
 }
 
+/// Who is asking (None: Bridge runs anonymously), set by [`authorize`].
+#[derive(Debug, Clone)]
+pub struct Principal(pub Option<String>);
+
 /// The same bearer tokens as Flight, when auth is on.
-async fn authorize(State(http): State<HttpState>, request: Request, next: Next) -> Response {
+async fn authorize(State(http): State<HttpState>, mut request: Request, next: Next) -> Response {
+    let mut principal = None;
     if let Some(auth) = http.app.auth() {
         let md = tonic::metadata::MetadataMap::from_headers(request.headers().clone());
         let peer = request.extensions().get::<axum::extract::ConnectInfo<SocketAddr>>().map(|c| c.0);
-        if let Err(s) = auth.check(&md, peer) {
-            answer::count("auth", s.code());
-            return problem::from_status(&s);
+        match auth.check(&md, peer) {
+            Ok(p) => principal = Some(p),
+            Err(s) => {
+                answer::count("auth", s.code());
+                return problem::from_status(&s);
+            }
         }
     }
+    request.extensions_mut().insert(Principal(principal));
     next.run(request).await
 }
 
 async fn openapi_json(State(http): State<HttpState>) -> Response {
     let names: Vec<String> = http.app.catalog().datasets().map(|d| d.name.clone()).collect();
     Json(openapi(&names)).into_response()
+}
+
+/// An error as the HTTP API answers it (for the admin port's status API).
+pub fn problem_response(s: &tonic::Status) -> Response {
+    problem::from_status(s)
+}
+
+/// Answers a JSON ticket as JSON through the API's path (for the status page's form).
+pub async fn answer_json(app: &AppState, fields: serde_json::Value, caller: crate::observe::Caller) -> Response {
+    let http = HttpState { app: app.clone(), json_max_rows: 1000 };
+    let kind = fields["query"].as_str().unwrap_or("").to_string();
+    match crate::flight::ticket::try_decode(fields.to_string().as_bytes()) {
+        Ok(ticket) => answer::answer(&http, ticket, body::Format::Json, caller).await,
+        Err(e) => answer::refused(&kind, &tonic::Status::from(e)),
+    }
 }
 
 /// The router (for tests that serve it themselves).

@@ -4,7 +4,7 @@
 use std::net::SocketAddr;
 
 use axum::{
-    extract::{rejection::QueryRejection, ConnectInfo, Path, Query, State},
+    extract::{rejection::QueryRejection, ConnectInfo, Extension, Path, Query, State},
     http::{header, HeaderMap, StatusCode},
     response::{IntoResponse, Response},
     Json,
@@ -18,9 +18,9 @@ use super::{
     answer::{answer, count, refused},
     body::Format,
     problem::{self, Problem},
-    HttpState,
+    HttpState, Principal,
 };
-use crate::flight::ticket;
+use crate::{flight::ticket, observe::Caller};
 
 /// `p90`: the trips above a percentile of `trip_distance`, or its summary.
 #[derive(Debug, Deserialize, Serialize, IntoParams)]
@@ -142,9 +142,13 @@ pub struct ColumnInfo {
     r#type: String,
 }
 
-/// The request's id: the client's `x-request-id` when sane, else a new one.
-fn request_id(headers: &HeaderMap) -> String {
-    crate::observe::request_id(&tonic::metadata::MetadataMap::from_headers(headers.clone()))
+/// Who asked: the request's id (the client's `x-request-id` when sane), its peer, its principal.
+fn caller(headers: &HeaderMap, peer: SocketAddr, principal: Option<Extension<Principal>>) -> Caller {
+    Caller {
+        request_id: crate::observe::request_id(&tonic::metadata::MetadataMap::from_headers(headers.clone())),
+        peer: Some(peer),
+        principal: principal.and_then(|Extension(Principal(p))| p),
+    }
 }
 
 /// The answer's format: `format=` if given, else from `Accept`.
@@ -191,7 +195,7 @@ async fn run(
     fields: Map<String, Value>,
     format: Option<Format>,
     headers: &HeaderMap,
-    peer: SocketAddr,
+    caller: Caller,
 ) -> Response {
     let format = match self::format(format, headers) {
         Ok(f) => f,
@@ -201,7 +205,7 @@ async fn run(
         Ok(t) => t,
         Err(e) => return refused(kind, &tonic::Status::from(e)),
     };
-    answer(http, ticket, format, request_id(headers), Some(peer)).await
+    answer(http, ticket, format, caller).await
 }
 
 /// A malformed query string (a number that is not one, an unknown parameter) as a problem.
@@ -225,6 +229,7 @@ fn bad_query(kind: &str, e: &QueryRejection) -> Response {
 pub async fn p90(
     State(http): State<HttpState>,
     ConnectInfo(peer): ConnectInfo<SocketAddr>,
+    principal: Option<Extension<Principal>>,
     Path(name): Path<String>,
     headers: HeaderMap,
     params: Result<Query<P90Params>, QueryRejection>,
@@ -234,7 +239,8 @@ pub async fn p90(
         Err(e) => return bad_query("p90", &e),
     };
     let format = params.format;
-    run(&http, "p90", ticket_fields("p90", &name, params), format, &headers, peer).await
+    let caller = caller(&headers, peer, principal);
+    run(&http, "p90", ticket_fields("p90", &name, params), format, &headers, caller).await
 }
 
 /// Trips that break the physics rule (optionally only those above the p90 distance).
@@ -253,6 +259,7 @@ pub async fn p90(
 pub async fn outliers(
     State(http): State<HttpState>,
     ConnectInfo(peer): ConnectInfo<SocketAddr>,
+    principal: Option<Extension<Principal>>,
     Path(name): Path<String>,
     headers: HeaderMap,
     params: Result<Query<OutliersParams>, QueryRejection>,
@@ -262,7 +269,8 @@ pub async fn outliers(
         Err(e) => return bad_query("outliers", &e),
     };
     let format = params.format;
-    run(&http, "outliers", ticket_fields("outliers", &name, params), format, &headers, peer).await
+    let caller = caller(&headers, peer, principal);
+    run(&http, "outliers", ticket_fields("outliers", &name, params), format, &headers, caller).await
 }
 
 /// The rows of a pickup range, streamed.
@@ -281,6 +289,7 @@ pub async fn outliers(
 pub async fn scan(
     State(http): State<HttpState>,
     ConnectInfo(peer): ConnectInfo<SocketAddr>,
+    principal: Option<Extension<Principal>>,
     Path(name): Path<String>,
     headers: HeaderMap,
     params: Result<Query<ScanParams>, QueryRejection>,
@@ -290,7 +299,8 @@ pub async fn scan(
         Err(e) => return bad_query("scan", &e),
     };
     let format = params.format;
-    run(&http, "scan", ticket_fields("scan", &name, params), format, &headers, peer).await
+    let caller = caller(&headers, peer, principal);
+    run(&http, "scan", ticket_fields("scan", &name, params), format, &headers, caller).await
 }
 
 /// One read-only SELECT over the datasets, in the same sandbox as Flight's `sql` ticket.
@@ -308,6 +318,7 @@ pub async fn scan(
 pub async fn sql(
     State(http): State<HttpState>,
     ConnectInfo(peer): ConnectInfo<SocketAddr>,
+    principal: Option<Extension<Principal>>,
     headers: HeaderMap,
     body: Result<Json<SqlRequest>, axum::extract::rejection::JsonRejection>,
 ) -> Response {
@@ -325,7 +336,8 @@ pub async fn sql(
     let fields = ticket_fields("sql", "", json!({ "sql": request.sql }));
     let mut fields = fields;
     fields.remove("dataset");
-    run(&http, "sql", fields, request.format, &headers, peer).await
+    let caller = caller(&headers, peer, principal);
+    run(&http, "sql", fields, request.format, &headers, caller).await
 }
 
 /// The datasets: manifest, size, freshness and columns.

@@ -53,6 +53,14 @@ pub fn kind(ticket: &Ticket) -> &'static str {
     }
 }
 
+/// The SQL text of a `sql` ticket (for the status page's query list).
+pub fn sql_text(ticket: &Ticket) -> Option<String> {
+    match &ticket.query {
+        Some(Query::Sql(s)) => Some(s.sql.clone()),
+        _ => None,
+    }
+}
+
 /// Waits, if the ticket asks for a `min_version`, until its dataset has published that version.
 pub async fn await_min_version(ticket: &Ticket, catalog: &Catalog) -> Result<()> {
     let (dataset, min) = match &ticket.query {

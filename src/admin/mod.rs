@@ -1,4 +1,5 @@
-//! The admin HTTP port: `/metrics` (Prometheus text), `/healthz` (the process answers) and
+//! The admin HTTP port: `/` (the status page, [`status`]), `/api/status` and `/api/query` (its
+//! JSON), `/metrics` (Prometheus text), `/healthz` (the process answers) and
 //! `/readyz`: 200 once every dataset can answer — it has published at least one file, or its
 //! first pass ended with a successful listing (an empty location is ready, with nothing in it).
 //! While a dataset loads the body says how far it is.
@@ -18,6 +19,11 @@ use axum::{
 use tokio::net::TcpListener;
 
 use crate::{metrics, state::AppState};
+
+mod status;
+
+/// The status page: one self-contained HTML file (no CDN, nothing fetched at run time), embedded.
+const PAGE: &str = include_str!("page.html");
 
 async fn metrics_text() -> (StatusCode, [(&'static str, &'static str); 1], String) {
     (StatusCode::OK, [("content-type", "text/plain; version=0.0.4")], metrics::render())
@@ -71,6 +77,9 @@ pub async fn serve(
         .route("/healthz", get(|| async { "ok\n" }))
         .route("/readyz", get(ready))
         .route("/changes", get(changes))
+        .route("/", get(|| async { axum::response::Html(PAGE) }))
+        .route("/api/status", get(status::status))
+        .route("/api/query", get(status::query))
         .with_state(state);
     axum::serve(listener, app).with_graceful_shutdown(shutdown).await
 }
