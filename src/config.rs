@@ -58,6 +58,9 @@ pub struct Config {
     /// 127.0.0.1:8080. Off when unset.
     #[arg(long, env = "BRIDGE_HTTP_LISTEN")]
     pub http_listen: Option<SocketAddr>,
+    /// OTLP/gRPC endpoint for traces, e.g. http://127.0.0.1:4317. Off when unset.
+    #[arg(long, env = "BRIDGE_OTLP_ENDPOINT")]
+    pub otlp_endpoint: Option<String>,
     /// Most rows a JSON answer of the HTTP API may hold (JSON is built whole; Arrow and CSV stream).
     #[arg(long, env = "BRIDGE_HTTP_JSON_MAX_ROWS", default_value_t = 100_000)]
     pub http_json_max_rows: u64,
@@ -187,6 +190,7 @@ impl Default for Config {
             admin_listen: None,
             http_listen: None,
             http_json_max_rows: 100_000,
+            otlp_endpoint: None,
             cache_dir: PathBuf::from("./.cache/bridge"),
             refresh_interval: Duration::from_secs(1),
             dataset_refresh: Vec::new(),

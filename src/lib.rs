@@ -12,7 +12,7 @@
 //! * [`queries`]: the built-in tickets (`p90`, `outliers`) and `sql`, one file each.
 //! * [`flight`]: the Flight service, one file per RPC; tickets (protobuf or JSON).
 //! * [`http`]: the same tickets over HTTP (`--http-listen`): Arrow IPC, JSON, CSV; OpenAPI.
-//! * [`observe`]: per-query metrics and log line, shared by both wires.
+//! * [`observe`]: per-query metrics and log line, shared by both wires; [`trace`]: OpenTelemetry.
 //! * [`server`]: `serve(listener, state, shutdown)`.
 //! * [`admin`], [`metrics`], [`recent`]: the admin HTTP port (status page, health, metrics),
 //!   its Prometheus metrics, and the recent queries the status page shows.
@@ -38,6 +38,7 @@ pub mod segment;
 pub mod server;
 pub mod state;
 pub mod tlc;
+pub mod trace;
 
 /// Generated protobuf messages (`proto/bridge/v1/ticket.proto`).
 #[allow(clippy::all, missing_docs)]

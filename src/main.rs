@@ -7,19 +7,35 @@ use bridge::{
     gen, server, AppState,
 };
 use clap::Parser;
-use tracing_subscriber::EnvFilter;
+use tracing::Level;
+use tracing_subscriber::{filter::Targets, layer::SubscriberExt, util::SubscriberInitExt, EnvFilter, Layer};
 
 #[tokio::main]
 async fn main() -> ExitCode {
     bridge::malloc::tune();
     let cli = Cli::parse();
-    tracing_subscriber::fmt()
-        .with_env_filter(EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new("info")))
-        .init();
+    let env = EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new("info"));
+    let provider = match bridge::trace::init(cli.serve.otlp_endpoint.as_deref()) {
+        Ok((provider, otel)) => {
+            // Spans go to OpenTelemetry at info whatever RUST_LOG says of the log lines.
+            let spans = Targets::new().with_target("bridge", Level::INFO);
+            tracing_subscriber::registry()
+                .with(tracing_subscriber::fmt::layer().with_filter(env))
+                .with(otel.with_filter(spans))
+                .init();
+            provider
+        }
+        Err(e) => {
+            eprintln!("bridge: {e}");
+            return ExitCode::FAILURE;
+        }
+    };
     let result = match cli.command {
         Some(Command::Gen(args)) => generate(args),
         Some(Command::Serve) | None => run(cli.serve).await,
     };
+    // Sends the spans still buffered.
+    let _ = provider.shutdown();
     match result {
         Ok(()) => ExitCode::SUCCESS,
         Err(e) => {

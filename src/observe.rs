@@ -59,6 +59,9 @@ pub struct Observed {
     pub metadata: HashMap<String, String>,
     /// The SQL of a `sql` query (kept for the status page, shown by its rules).
     sql: Option<String>,
+    /// The `stream` span, open while the answer streams, and its trace id.
+    span: Option<tracing::Span>,
+    trace_id: Option<String>,
     started: Instant,
     rows: Arc<AtomicU64>,
     bytes: u64,
@@ -75,6 +78,8 @@ impl Observed {
             caller,
             metadata,
             sql: None,
+            span: None,
+            trace_id: None,
             started: Instant::now(),
             rows: Arc::default(),
             bytes: 0,
@@ -86,6 +91,19 @@ impl Observed {
     pub fn with_sql(mut self, sql: Option<String>) -> Self {
         self.sql = sql;
         self
+    }
+
+    /// Opens the `stream` span (a child of the current RPC span) for the answer's lifetime.
+    pub fn with_stream_span(mut self) -> Self {
+        let span = tracing::info_span!("stream", kind = self.kind);
+        self.trace_id = crate::trace::trace_id(&span);
+        self.span = Some(span);
+        self
+    }
+
+    /// The query's trace id (for the `x-trace-id` response header).
+    pub fn trace_id(&self) -> Option<&str> {
+        self.trace_id.as_deref()
     }
 
     /// Records the query as failed with `code` (when it ends before any body is sent).
@@ -146,6 +164,7 @@ impl Drop for Observed {
             duration_ms = elapsed.as_secs_f64() * 1e3,
             peer = %self.caller.peer.map(|p| p.to_string()).unwrap_or_default(),
             principal = self.caller.principal.as_deref().unwrap_or(""),
+            trace_id = self.trace_id.as_deref().unwrap_or(""),
             code = ?code,
             "query"
         );

@@ -24,7 +24,7 @@ pub struct Viewer {
 }
 
 /// The viewer of a request, or the 401 to answer. Anonymous Bridge: everyone sees everything.
-pub fn viewer(state: &AppState, headers: &HeaderMap) -> Result<Viewer, Response> {
+pub fn viewer(state: &AppState, headers: &HeaderMap) -> Result<Viewer, Box<Response>> {
     let Some(auth) = state.auth() else { return Ok(Viewer { principal: None, admin: true }) };
     let md = MetadataMap::from_headers(headers.clone());
     if auth.is_admin(&md) {
@@ -32,7 +32,7 @@ pub fn viewer(state: &AppState, headers: &HeaderMap) -> Result<Viewer, Response>
     }
     match auth.check(&md, None) {
         Ok(p) => Ok(Viewer { principal: Some(p), admin: false }),
-        Err(s) => Err(crate::http::problem_response(&s)),
+        Err(s) => Err(Box::new(crate::http::problem_response(&s))),
     }
 }
 
@@ -52,7 +52,7 @@ fn local_bytes(dir: &std::path::Path) -> u64 {
 pub async fn status(State(state): State<AppState>, headers: HeaderMap) -> Response {
     let viewer = match viewer(&state, &headers) {
         Ok(v) => v,
-        Err(r) => return r,
+        Err(r) => return *r,
     };
     let now = chrono::Utc::now();
     let datasets: Vec<Value> = state
@@ -112,7 +112,7 @@ pub struct Form {
 pub async fn query(State(state): State<AppState>, headers: HeaderMap, Query(form): Query<Form>) -> Response {
     let viewer = match viewer(&state, &headers) {
         Ok(v) => v,
-        Err(r) => return r,
+        Err(r) => return *r,
     };
     let mut fields = json!({ "query": form.kind, "dataset": form.dataset, "from": form.from, "to": form.to });
     match form.kind.as_str() {

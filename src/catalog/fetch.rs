@@ -18,6 +18,7 @@ use crate::{
 };
 
 /// The local path DuckDB should read for `entry`, downloading it into `cache_dir` if it is remote.
+#[tracing::instrument(name = "fetch", skip_all, fields(key = %entry.key))]
 pub async fn local_copy(location: &Location, entry: &ObjectEntry, cache_dir: &FsPath) -> Result<PathBuf> {
     let digest = Sha256::digest(format!("{}\n{}\n{}", location.url, entry.key, entry.etag));
     let dir = cache_dir.join("objects");
@@ -52,6 +53,7 @@ pub async fn local_copy(location: &Location, entry: &ObjectEntry, cache_dir: &Fs
     Ok(path)
 }
 
+#[tracing::instrument(name = "object_store.get", skip_all, fields(key = %entry.key, bytes = entry.size))]
 async fn download(location: &Location, entry: &ObjectEntry, tmp: &FsPath) -> Result<()> {
     let key = object_store::path::Path::from(entry.key.as_str());
     let mut stream = location.store.get(&key).await?.into_stream();

@@ -21,6 +21,7 @@ use std::{
 
 use chrono::Utc;
 use duckdb::Connection;
+use tracing::Instrument;
 
 use super::{fetch, Catalog, Dataset, ObjectEntry, Progress, Quarantined, Retrying, Snapshot};
 use crate::{
@@ -53,11 +54,14 @@ impl Catalog {
         tokio::spawn(async move { catalog.refresh_now(&ds).await }).await.map_err(Error::internal)?
     }
 
+    // Listing runs every refresh interval: its spans are debug, not exported (see `trace`).
+    #[tracing::instrument(name = "refresh", level = "debug", skip_all, fields(dataset = %ds.name))]
     async fn refresh_now(&self, ds: &Arc<Dataset>) -> Result<u64> {
         let _one_at_a_time = ds.refreshing.lock().await;
         let before = ds.snapshot();
         metrics::STORE_REQUESTS.with_label_values(&["list"]).inc();
-        let listed = match ds.location.list().await {
+        let list = ds.location.list().instrument(tracing::debug_span!("object_store.list"));
+        let listed = match list.await {
             Ok(l) => l,
             Err(e) => {
                 metrics::store_error("list");
@@ -127,6 +131,7 @@ impl Catalog {
     }
 
     /// Fetches, converts and publishes one file; records a refusal or a retry on failure.
+    #[tracing::instrument(name = "ingest_file", skip_all, fields(dataset = %ds.name, key = %entry.key))]
     async fn ingest_one(&self, ds: &Arc<Dataset>, entry: &ObjectEntry, pass: &mut Pass) {
         let outcome = match fetch::local_copy(&ds.location, entry, &self.cache_dir).await {
             Ok(local) => {
@@ -188,6 +193,7 @@ impl Catalog {
     }
 
     /// Reads the local copy into the dataset, staged (not yet committed).
+    #[tracing::instrument(name = "convert", skip_all)]
     async fn convert(&self, ds: &Dataset, entry: &ObjectEntry, local: &std::path::Path) -> Result<IngestOutcome> {
         let (engine, aliases) = (self.engine.clone(), self.aliases.clone());
         let (name, e, path) = (ds.name.clone(), entry.clone(), local.to_path_buf());
@@ -209,6 +215,7 @@ impl Catalog {
 
     /// Commits `staged` and publishes the snapshot it makes, together; `key`'s live segment
     /// becomes `segment` (None: removed).
+    #[tracing::instrument(name = "publish", skip_all, fields(key))]
     async fn commit(
         &self,
         ds: &Arc<Dataset>,

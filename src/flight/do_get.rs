@@ -2,6 +2,7 @@
 
 use arrow_flight::{FlightData, Ticket};
 use tonic::{metadata::MetadataMap, Status};
+use tracing::{info_span, Instrument};
 
 use super::{
     encode::{encode, encode_batch},
@@ -31,7 +32,7 @@ pub async fn do_get(
     let kind = queries::kind(&ticket);
     let sql_text = queries::sql_text(&ticket);
     let admission = state.admission();
-    let slot = admission.admit().await.inspect_err(|s| count_refusal(kind, s))?;
+    let slot = admission.admit().instrument(info_span!("admission")).await.inspect_err(|s| count_refusal(kind, s))?;
     let limits = admission.limits();
     let bounds =
         Bounds { deadline: admission.deadline(metadata), max_rows: limits.max_rows, max_bytes: limits.max_bytes };
@@ -42,14 +43,15 @@ pub async fn do_get(
     };
     // Dropping `started` (deadline or cancel) drops the query's channel, which interrupts DuckDB.
     let query = tokio::select! {
-        q = tokio::time::timeout_at(bounds.deadline, started) => match q {
+        q = tokio::time::timeout_at(bounds.deadline, started.instrument(info_span!("plan"))) => match q {
             Ok(q) => q.map_err(Status::from),
             Err(_) => Err(Status::deadline_exceeded("the query did not start before its deadline")),
         },
         () = registration.cancelled() => Err(Status::cancelled("the query was cancelled (CancelFlightInfo)")),
     }
     .inspect_err(|s| count_refusal(kind, s))?;
-    let obs = Observed::start("DoGet", kind, caller, query.schema.metadata().clone()).with_sql(sql_text);
+    let obs =
+        Observed::start("DoGet", kind, caller, query.schema.metadata().clone()).with_sql(sql_text).with_stream_span();
     let rows = obs.rows();
     let size = |d: &FlightData| d.data_body.len();
     let cancel = registration.cancelled_owned();

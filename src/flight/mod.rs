@@ -16,6 +16,7 @@ use arrow_flight::{
     FlightInfo, HandshakeRequest, HandshakeResponse, PollInfo, PutResult, SchemaResult, Ticket,
 };
 use tonic::{Request, Response, Status, Streaming};
+use tracing::Instrument;
 
 use crate::state::AppState;
 pub use cancel::Running;
@@ -113,9 +114,14 @@ impl FlightService for BridgeFlight {
         let header =
             id.parse().map_err(|_| Status::from(crate::error::Error::internal("request id is not a header value")))?;
         let caller = crate::observe::Caller { request_id: id, peer, principal };
-        let stream = do_get::do_get(&self.state, req.into_inner(), &metadata, caller).await?;
+        let span = crate::trace::rpc_span("DoGet", &metadata.clone().into_headers());
+        let trace_id = crate::trace::trace_id(&span);
+        let stream = do_get::do_get(&self.state, req.into_inner(), &metadata, caller).instrument(span).await?;
         let mut response = Response::new(stream);
         response.metadata_mut().insert("x-request-id", header);
+        if let Some(value) = trace_id.and_then(|t| t.parse().ok()) {
+            response.metadata_mut().insert("x-trace-id", value);
+        }
         Ok(response)
     }
 

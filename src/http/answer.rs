@@ -11,6 +11,7 @@ use axum::{
 use bytes::Bytes;
 use futures::StreamExt;
 use tonic::{metadata::MetadataMap, Code, Status};
+use tracing::{info_span, Instrument};
 
 use super::{
     body::{arrow_stream, collect_for_json, csv_stream, json_array, Format},
@@ -29,7 +30,7 @@ pub async fn answer(http: &HttpState, ticket: Ticket, format: Format, caller: Ca
     let kind = queries::kind(&ticket);
     let sql = queries::sql_text(&ticket);
     let (state, admission) = (&http.app, http.app.admission());
-    let slot = match admission.admit().await {
+    let slot = match admission.admit().instrument(info_span!("admission")).await {
         Ok(slot) => slot,
         Err(s) => return refused(kind, &s),
     };
@@ -45,14 +46,14 @@ pub async fn answer(http: &HttpState, ticket: Ticket, format: Format, caller: Ca
         let plan = queries::plan(ticket, catalog)?;
         queries::start(plan, catalog, state.batch_rows(), false).await
     };
-    let query = match tokio::time::timeout_at(bounds.deadline, started).await {
+    let query = match tokio::time::timeout_at(bounds.deadline, started.instrument(info_span!("plan"))).await {
         Ok(Ok(q)) => q,
         Ok(Err(e)) => return refused(kind, &Status::from(e)),
         Err(_) => return refused(kind, &Status::deadline_exceeded("the query did not start before its deadline")),
     };
     let metadata = query.schema.metadata().clone();
     let request_id = caller.request_id.clone();
-    let mut obs = Observed::start("http", kind, caller, metadata.clone()).with_sql(sql);
+    let mut obs = Observed::start("http", kind, caller, metadata.clone()).with_sql(sql).with_stream_span();
     let rows = obs.rows();
     // Only the deadline and the client (dropping the body) stop an HTTP answer.
     let never = futures::future::pending::<()>();
@@ -73,6 +74,7 @@ pub async fn answer(http: &HttpState, ticket: Ticket, format: Format, caller: Ca
             }
         }
     };
+    let trace_id = obs.trace_id().map(String::from);
     let body = observe(body, obs, bounds, Bytes::len);
     let mut response = (StatusCode::OK, Body::from_stream(body)).into_response();
     let headers = response.headers_mut();
@@ -80,6 +82,9 @@ pub async fn answer(http: &HttpState, ticket: Ticket, format: Format, caller: Ca
     freshness_headers(&metadata, headers);
     if let Ok(v) = HeaderValue::from_str(&request_id) {
         headers.insert("x-request-id", v);
+    }
+    if let Some(v) = trace_id.and_then(|t| HeaderValue::from_str(&t).ok()) {
+        headers.insert("x-trace-id", v);
     }
     response
 }

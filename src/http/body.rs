@@ -183,7 +183,8 @@ mod tests {
         for len in 0..20 {
             let f = frame(&vec![7u8; len]);
             assert_eq!(f.len() % 8, 0);
-            assert_eq!(i32::from_le_bytes(f[4..8].try_into().unwrap()) as usize, f.len() - 8);
+            let length = <[u8; 4]>::try_from(&f[4..8]).map(i32::from_le_bytes);
+            assert_eq!(length.ok(), Some((f.len() - 8) as i32));
         }
     }
 }

@@ -12,6 +12,7 @@ use axum::{
 use serde::{Deserialize, Serialize};
 use serde_json::{json, Map, Value};
 use tonic::Code;
+use tracing::Instrument;
 use utoipa::{IntoParams, ToSchema};
 
 use super::{
@@ -205,7 +206,8 @@ async fn run(
         Ok(t) => t,
         Err(e) => return refused(kind, &tonic::Status::from(e)),
     };
-    answer(http, ticket, format, caller).await
+    let span = crate::trace::rpc_span("http", headers);
+    answer(http, ticket, format, caller).instrument(span).await
 }
 
 /// A malformed query string (a number that is not one, an unknown parameter) as a problem.
