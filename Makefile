@@ -39,7 +39,11 @@ tests/browser/node_modules/.installed: tests/browser/package.json tests/browser/
 
 # `cargo test` also builds the binary and the examples, with the same features as the tests (a
 # separate `cargo build` would compile the arrow crates a second time with other features).
-test: libduckdb venv browser
+# The Python and browser setup (mostly downloads) runs while Rust compiles.
+test: libduckdb
+	@mkdir -p .cache; $(MAKE) --no-print-directory venv browser > .cache/setup.log 2>&1 & setup=$$!; \
+	cargo test --release --no-run; built=$$?; \
+	if ! wait $$setup; then cat .cache/setup.log; exit 1; fi; cat .cache/setup.log; exit $$built
 	cargo test --release
 	REQUIRE_BROWSER=1 BRIDGE_BIN=$(CURDIR)/$(BIN) $(PY) -m pytest -q tests/python
 

@@ -260,6 +260,7 @@ def test_cancel_flight_info_stops_the_query_within_a_second(data_dir, tmp_path):
         # SIGINT, so the rest of this reader is left unread).
         wait_until(lambda: active() == 0, b, timeout=1.0, what="the server to stop the streaming query")
         assert metric(http(b.admin + "/metrics")[1], "bridge_queries_cancelled_total") == 2
+        reader.cancel()  # ...and the client lets go of its call, or shutdown waits for it
         # A plain ticket's FlightInfo: cancelling it stops the DoGet of its endpoint, not another
         # client's DoGet of the same JSON ticket.
         slow_json = json.dumps({"query": "sql", "sql": "SELECT sum(i) AS s FROM range(1000000000000) t(i)"}).encode()
