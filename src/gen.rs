@@ -27,7 +27,6 @@ use arrow::{
     datatypes::{DataType, Field, Schema, SchemaRef, TimeUnit},
     record_batch::RecordBatch,
 };
-use chrono::{NaiveDate, NaiveDateTime};
 use parquet::{
     arrow::ArrowWriter,
     basic::{Compression, ZstdLevel},
@@ -36,49 +35,10 @@ use parquet::{
 use rand::{rngs::StdRng, Rng, SeedableRng};
 use rand_distr::{Distribution, LogNormal, Normal};
 
+pub use crate::config::Month;
+
 /// Rows per Arrow batch handed to the Parquet writer.
 const BATCH_ROWS: usize = 65_536;
-
-/// A calendar month, parsed from `YYYY-MM`.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub struct Month {
-    pub year: i32,
-    pub month: u32,
-}
-
-impl std::str::FromStr for Month {
-    type Err = String;
-    fn from_str(s: &str) -> Result<Self, String> {
-        let bad = || format!("month {s:?} is not YYYY-MM");
-        let (y, m) = s.split_once('-').ok_or_else(bad)?;
-        let month = Month { year: y.parse().map_err(|_| bad())?, month: m.parse().map_err(|_| bad())? };
-        NaiveDate::from_ymd_opt(month.year, month.month, 1).ok_or_else(bad)?;
-        Ok(month)
-    }
-}
-
-impl std::fmt::Display for Month {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        write!(f, "{:04}-{:02}", self.year, self.month)
-    }
-}
-
-impl Month {
-    fn start(self) -> NaiveDateTime {
-        NaiveDate::from_ymd_opt(self.year, self.month, 1).and_then(|d| d.and_hms_opt(0, 0, 0)).unwrap_or_default()
-    }
-    fn next(self) -> Month {
-        if self.month == 12 {
-            Month { year: self.year + 1, month: 1 }
-        } else {
-            Month { year: self.year, month: self.month + 1 }
-        }
-    }
-    /// The TLC file name for this month.
-    pub fn file_name(self) -> String {
-        format!("yellow_tripdata_{self}.parquet")
-    }
-}
 
 /// The 2009 layout.
 fn schema_2009() -> SchemaRef {

@@ -4,11 +4,13 @@
 //! # Layout
 //!
 //! * [`config`]: command line and environment (clap).
-//! * [`catalog`]: datasets, object-store listing with globs, downloads, the watcher.
+//! * [`catalog`]: datasets and the ingest pipeline (list → diff → fetch → convert → publish).
+//! * [`store`]: object-store access (locations, globs, listing, downloads).
 //! * [`engine`]: DuckDB — the accelerated store (ingest), the sandbox, the stream bridge.
 //! * [`segment`]: the read-optimized copy of each file that the built-in tickets read.
 //! * [`tlc`]: the yellow-taxi schema across its eras (2009, 2010, 2011 on); [`rule`]: the physics
 //!   rule of `outliers`.
+//! * [`answer`]: what a running query hands the wire (schema and pieces).
 //! * [`queries`]: the built-in tickets (`p90`, `outliers`) and `sql`, one file each.
 //! * [`flight`]: the Flight service, one file per RPC; tickets (protobuf or JSON).
 //! * [`http`]: the same tickets over HTTP (`--http-listen`): Arrow IPC, JSON, CSV; OpenAPI.
@@ -19,6 +21,7 @@
 //! * [`gen`]: the deterministic TLC-shaped data generator (`bridge gen`).
 
 pub mod admin;
+pub mod answer;
 pub mod auth;
 pub mod catalog;
 pub mod config;
@@ -37,6 +40,7 @@ pub mod rule;
 pub mod segment;
 pub mod server;
 pub mod state;
+pub mod store;
 pub mod tlc;
 pub mod trace;
 

@@ -38,6 +38,20 @@ pub struct Admission {
     queued: AtomicUsize,
 }
 
+impl Limits {
+    /// The limits the flags set.
+    pub fn from_config(config: &crate::config::Config) -> Self {
+        Limits {
+            max_running: config.max_running_queries,
+            max_queued: config.max_queued_queries,
+            queue_timeout: config.queue_timeout,
+            query_timeout: config.query_timeout,
+            max_rows: config.max_result_rows,
+            max_bytes: config.max_result_bytes,
+        }
+    }
+}
+
 /// A running query's slot; dropping it frees the slot.
 #[derive(Debug)]
 pub struct Slot {

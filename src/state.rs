@@ -14,6 +14,21 @@ use crate::{
     limits::Admission,
 };
 
+/// The object store's S3 settings from the `--s3-*` flags.
+fn s3_settings(config: &Config) -> crate::store::S3Settings {
+    let s3 = &config.s3;
+    crate::store::S3Settings {
+        endpoint: s3.endpoint.clone(),
+        region: s3.region.clone(),
+        access_key_id: s3.access_key_id.clone(),
+        secret_access_key: s3.secret_access_key.clone(),
+        allow_http: s3.allow_http,
+        anonymous: s3.anonymous,
+        request_timeout: s3.request_timeout,
+        retry_timeout: s3.retry_timeout,
+    }
+}
+
 /// TLS from `--tls-cert`/`--tls-key`, with client certificates required by `--tls-client-ca`.
 fn tls_config(config: &Config) -> Result<Option<ServerTlsConfig>> {
     let (Some(cert), Some(key)) = (&config.tls_cert, &config.tls_key) else { return Ok(None) };
@@ -50,8 +65,11 @@ impl AppState {
         let cache_dir = config.cache_dir.clone();
         std::fs::create_dir_all(&cache_dir).map_err(Error::internal)?;
         // Locations first: they validate the dataset URLs, and user SQL may read the local ones.
-        let locations =
-            config.datasets.iter().map(|d| Location::parse(&d.url, &config.s3)).collect::<Result<Vec<_>>>()?;
+        let locations = config
+            .datasets
+            .iter()
+            .map(|d| Location::parse(&d.url, &s3_settings(config)))
+            .collect::<Result<Vec<_>>>()?;
         let objects = cache_dir.join("objects");
         std::fs::create_dir_all(&objects).map_err(Error::internal)?;
         let mut allowed_dirs = vec![std::fs::canonicalize(&objects).map_err(Error::internal)?];
@@ -62,9 +80,10 @@ impl AppState {
             memory_limit: config.duckdb_memory_limit.clone(),
             threads,
             spill_limit: config.duckdb_spill_limit.clone(),
+            prelude: crate::queries::macros::sql(),
         })?);
         let catalog = Catalog::new(config, locations, engine)?;
-        let admission = Admission::new(config.limits());
+        let admission = Admission::new(crate::limits::Limits::from_config(config));
         let inner = Inner {
             catalog: Arc::new(catalog),
             admission,

@@ -89,28 +89,7 @@ const ERA_NAMES: [(&str, &str); 17] = [
     ("dropoff_datetime", DROPOFF),
 ];
 
-/// A user's rename, `[DATASET.]FROM=TO` (`--column-alias`).
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct Alias {
-    pub dataset: Option<String>,
-    pub from: String,
-    pub to: String,
-}
-
-impl std::str::FromStr for Alias {
-    type Err = String;
-    fn from_str(s: &str) -> Result<Self, String> {
-        let (lhs, to) = s.split_once('=').ok_or_else(|| format!("column alias {s:?} is not [DATASET.]FROM=TO"))?;
-        let (dataset, from) = match lhs.split_once('.') {
-            Some((d, f)) => (Some(d.to_string()), f),
-            None => (None, lhs),
-        };
-        if from.is_empty() || to.is_empty() {
-            return Err(format!("column alias {s:?} needs both a FROM and a TO name"));
-        }
-        Ok(Alias { dataset, from: from.to_string(), to: to.to_string() })
-    }
-}
+pub use crate::config::ColumnAlias as Alias;
 
 fn canonical_type(name: &str) -> Option<&'static str> {
     CANONICAL.iter().find(|(n, _)| *n == name).map(|(_, t)| *t)

@@ -6,12 +6,9 @@
 
 use std::path::{Path as FsPath, PathBuf};
 
-use futures::StreamExt;
-use object_store::ObjectStoreExt;
 use sha2::{Digest, Sha256};
-use tokio::io::AsyncWriteExt;
 
-use super::{location::Location, ObjectEntry};
+use crate::store::{Location, ObjectEntry};
 use crate::{
     error::{Error, Result},
     metrics,
@@ -55,23 +52,7 @@ pub async fn local_copy(location: &Location, entry: &ObjectEntry, cache_dir: &Fs
 
 #[tracing::instrument(name = "object_store.get", skip_all, fields(key = %entry.key, bytes = entry.size))]
 async fn download(location: &Location, entry: &ObjectEntry, tmp: &FsPath) -> Result<()> {
-    let key = object_store::path::Path::from(entry.key.as_str());
-    let mut stream = location.store.get(&key).await?.into_stream();
-    let mut file = tokio::fs::File::create(tmp).await.map_err(Error::internal)?;
-    let mut written = 0u64;
-    while let Some(chunk) = stream.next().await {
-        let chunk = chunk?;
-        written += chunk.len() as u64;
-        file.write_all(&chunk).await.map_err(Error::internal)?;
-    }
-    file.flush().await.map_err(Error::internal)?;
-    if written != entry.size {
-        return Err(Error::Unavailable(format!(
-            "{} changed while downloading ({written} of {} bytes)",
-            entry.key, entry.size
-        )));
-    }
-    Ok(())
+    location.download(entry, tmp).await
 }
 
 /// Removes what an earlier process left in the download directory: partial downloads (`.part`)

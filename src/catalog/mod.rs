@@ -9,8 +9,8 @@
 
 mod dataset;
 mod fetch;
-mod location;
 mod refresh;
+mod segments;
 
 use std::{
     collections::{BTreeMap, HashSet},
@@ -19,8 +19,8 @@ use std::{
     time::Duration,
 };
 
+pub use crate::store::{Location, ObjectEntry};
 pub use dataset::{Dataset, Progress, Quarantined, Retrying, Snapshot};
-pub use location::{Location, ObjectEntry};
 pub use refresh::EMPTY_LISTINGS_TO_BELIEVE;
 
 use crate::{
@@ -30,28 +30,7 @@ use crate::{
     tlc::Alias,
 };
 
-/// `name=glob` from the command line.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct DatasetSpec {
-    pub name: String,
-    pub url: String,
-}
-
-impl std::str::FromStr for DatasetSpec {
-    type Err = String;
-    fn from_str(s: &str) -> std::result::Result<Self, String> {
-        let (name, url) = s.split_once('=').ok_or_else(|| format!("dataset {s:?} is not NAME=GLOB"))?;
-        let valid = name.chars().next().is_some_and(|c| c.is_ascii_alphabetic() || c == '_')
-            && name.chars().all(|c| c.is_ascii_alphanumeric() || c == '_');
-        if !valid {
-            return Err(format!("dataset name {name:?} must be letters, digits and _ (starting with a letter)"));
-        }
-        if url.is_empty() {
-            return Err(format!("dataset {name} has an empty location"));
-        }
-        Ok(DatasetSpec { name: name.to_string(), url: url.to_string() })
-    }
-}
+pub use crate::config::DatasetSpec;
 
 #[derive(Debug)]
 pub struct Catalog {
@@ -140,7 +119,7 @@ impl Catalog {
     /// Deletes segment files that no dataset uses (call once after the first pass).
     pub fn prune_segments(&self) -> Result<usize> {
         let live: HashSet<String> = self.datasets.values().flat_map(|d| d.segment_names()).collect();
-        self.engine.prune_segments(&live)
+        segments::prune(&self.engine, &live)
     }
 
     /// Re-lists every dataset once (the `refresh` action, tests).

@@ -23,9 +23,9 @@ use chrono::Utc;
 use duckdb::Connection;
 use tracing::Instrument;
 
-use super::{fetch, Catalog, Dataset, ObjectEntry, Progress, Quarantined, Retrying, Snapshot};
+use super::{fetch, segments, Catalog, Dataset, ObjectEntry, Progress, Quarantined, Retrying, Snapshot};
 use crate::{
-    engine::{self, segment_name, Engine, IngestOutcome, NewFile, Reading, Staged},
+    engine::{self, Engine, IngestOutcome, NewFile, Reading, Staged},
     error::{Error, Result},
     metrics,
     segment::Segment,
@@ -34,6 +34,9 @@ use crate::{
 
 /// Empty listings in a row after which a dataset that had files is believed empty.
 pub const EMPTY_LISTINGS_TO_BELIEVE: u32 = 3;
+
+/// A converted file: the store's outcome and, when staged, the file's segment.
+type Converted = (IngestOutcome, Option<Arc<Segment>>);
 
 /// What a pass carries from file to file.
 struct Pass {
@@ -139,12 +142,12 @@ impl Catalog {
                 fetch::release(&ds.location, &local).await;
                 outcome
             }
-            Err(e) => Ok(IngestOutcome::Retry(format!("download failed: {e}"))),
+            Err(e) => Ok((IngestOutcome::Retry(format!("download failed: {e}")), None)),
         };
         pass.progress.files_done += 1;
         let name = ds.name.as_str();
         match outcome {
-            Ok(IngestOutcome::Ingested(staged)) => {
+            Ok((IngestOutcome::Ingested(staged), segment)) => {
                 let rows = staged.rows;
                 pass.quarantined.remove(&entry.key);
                 pass.retrying.remove(&entry.key);
@@ -153,7 +156,6 @@ impl Catalog {
                 pass.progress.rows_per_s = pass.progress.rows_done as f64 / secs;
                 let left = pass.progress.files_total - pass.progress.files_done;
                 pass.progress.eta_s = Some(secs / pass.progress.files_done as f64 * left as f64);
-                let segment = staged.segment.clone();
                 match self.commit(ds, *staged, &entry.key, segment, pass).await {
                     Ok(version) => {
                         metrics::FILE_EVENTS.with_label_values(&[name, "ingested"]).inc();
@@ -166,14 +168,14 @@ impl Catalog {
                     Err(e) => self.retry(ds, entry, pass, format!("could not publish: {e}")),
                 }
             }
-            Ok(IngestOutcome::Quarantined(reason)) => {
+            Ok((IngestOutcome::Quarantined(reason), _)) => {
                 tracing::warn!(dataset = name, key = %entry.key, %reason, "quarantined");
                 metrics::FILE_EVENTS.with_label_values(&[name, "quarantined"]).inc();
                 pass.retrying.remove(&entry.key);
                 pass.quarantined.insert(entry.key.clone(), Quarantined { etag: entry.etag.clone(), reason });
                 ds.amend(|s| (s.quarantined, s.progress) = (pass.quarantined.clone(), pass.progress.clone()));
             }
-            Ok(IngestOutcome::Retry(reason)) => self.retry(ds, entry, pass, reason),
+            Ok((IngestOutcome::Retry(reason), _)) => self.retry(ds, entry, pass, reason),
             Err(e) => self.retry(ds, entry, pass, e.to_string()),
         }
     }
@@ -192,22 +194,32 @@ impl Catalog {
         });
     }
 
-    /// Reads the local copy into the dataset, staged (not yet committed).
+    /// Reads the local copy into the dataset, staged (not yet committed), and builds the file's
+    /// segment from the staged rows (None when the dataset is not taxi-shaped).
     #[tracing::instrument(name = "convert", skip_all)]
-    async fn convert(&self, ds: &Dataset, entry: &ObjectEntry, local: &std::path::Path) -> Result<IngestOutcome> {
+    async fn convert(&self, ds: &Dataset, entry: &ObjectEntry, local: &std::path::Path) -> Result<Converted> {
         let (engine, aliases) = (self.engine.clone(), self.aliases.clone());
         let (name, e, path) = (ds.name.clone(), entry.clone(), local.to_path_buf());
         tokio::task::spawn_blocking(move || {
             let file = match engine.describe(&path) {
                 Ok(cols) => cols,
-                Err(outcome) => return Ok(outcome),
+                Err(outcome) => return Ok((outcome, None)),
             };
             let columns = match tlc::map_columns(&name, &file, &aliases) {
                 Ok(c) => c,
-                Err(reason) => return Ok(IngestOutcome::Quarantined(reason)),
+                Err(reason) => return Ok((IngestOutcome::Quarantined(reason), None)),
             };
             let new = NewFile { key: &e.key, etag: &e.etag, size: e.size, last_modified: e.last_modified };
-            engine.ingest(&name, &new, &path, Reading { columns: &columns, view_rank: tlc::view_rank })
+            let staged =
+                match engine.ingest(&name, &new, &path, Reading { columns: &columns, view_rank: tlc::view_rank })? {
+                    IngestOutcome::Ingested(staged) => staged,
+                    other => return Ok((other, None)),
+                };
+            match segments::build(&engine, &staged.conn, &name, &e.key, &e.etag, staged.rows) {
+                Ok(segment) => Ok((IngestOutcome::Ingested(staged), segment)),
+                // Dropping `staged` rolls the file back.
+                Err(x) => Ok((IngestOutcome::failed(&format!("could not build the file's segment: {x}")), None)),
+            }
         })
         .await
         .map_err(Error::internal)?
@@ -287,15 +299,15 @@ fn snapshot_in(
     let (version, files) = engine::manifest(conn, dataset)?;
     let columns = engine::view_columns(conn, dataset)?;
     let schema = engine::arrow_schema(conn, dataset)?;
-    let mut segments = Vec::with_capacity(files.len());
+    let mut opened = Vec::with_capacity(files.len());
     for f in &files {
-        let current = segment_name(dataset, &f.key, &f.etag);
+        let current = segments::segment_name(dataset, &f.key, &f.etag);
         match live.get(&f.key).filter(|s| s.name() == current) {
-            Some(s) => segments.push(s.clone()),
-            None => segments.extend(engine.segment(dataset, f)?),
+            Some(s) => opened.push(s.clone()),
+            None => opened.extend(segments::open_or_rebuild(engine, dataset, f)?),
         }
     }
     // A dataset without taxi columns has no segments; the built-in tickets refuse it.
-    let segments = if segments.len() == files.len() { segments } else { Vec::new() };
+    let segments = if opened.len() == files.len() { opened } else { Vec::new() };
     Ok(Snapshot { version, files, segments, columns, schema, last_listing: Some(Utc::now()), ..Snapshot::default() })
 }

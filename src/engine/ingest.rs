@@ -1,11 +1,11 @@
 //! Folding Parquet files into a dataset's native table, one transaction per file.
 
-use std::{path::Path, sync::Arc};
+use std::path::Path;
 
 use duckdb::{params, Connection, OptionalExt};
 
 use super::{path_literal, quote_ident, schema, table_name, Column, Engine, Mapped};
-use crate::{error::Result, segment::Segment};
+use crate::error::Result;
 
 /// A file of a published manifest.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -18,16 +18,13 @@ pub struct FileRow {
 }
 
 /// A file's rows, written but not yet committed: the caller reads what it will publish through
-/// [`Staged::conn`] (which sees the new rows), then commits with [`Engine::commit_then`].
-/// Dropping it rolls everything back.
+/// [`Staged::conn`] (which sees the new rows: the pipeline builds the file's segment from them),
+/// then commits with [`Engine::commit_then`]. Dropping it rolls everything back.
 pub struct Staged {
     pub conn: Connection,
     pub rows: u64,
     /// The dataset's version once committed.
     pub version: u64,
-    /// The file's read-optimized copy for the built-in tickets (None when the dataset is not
-    /// taxi-shaped).
-    pub segment: Option<Arc<Segment>>,
 }
 
 impl std::fmt::Debug for Staged {
@@ -203,7 +200,7 @@ impl Engine {
     pub fn ingest(&self, dataset: &str, entry: &NewFile, local: &Path, reading: Reading) -> Result<IngestOutcome> {
         let conn = self.connect()?;
         conn.execute_batch("BEGIN TRANSACTION")?;
-        let result = (|| -> std::result::Result<(u64, u64, Option<Arc<Segment>>), duckdb::Error> {
+        let result = (|| -> std::result::Result<(u64, u64), duckdb::Error> {
             let table_cols = apply(&conn, dataset, reading.columns)?;
             let table = table_name(dataset);
             let cols: Vec<String> = table_cols.iter().map(|c| quote_ident(&c.name)).collect();
@@ -234,17 +231,11 @@ impl Engine {
                 ],
             )?;
             refresh_view(&conn, dataset, reading.view_rank).map_err(as_duckdb)?;
-            let view = view_columns(&conn, dataset).map_err(as_duckdb)?;
-            let segment = self
-                .build_segment(&conn, dataset, &view, entry.key, entry.etag, rows as u64)
-                .map_err(|x| as_duckdb(format!("could not build the file's segment: {x}")))?;
             let version = bump_version(&conn, dataset).map_err(as_duckdb)?;
-            Ok((rows as u64, version, segment))
+            Ok((rows as u64, version))
         })();
         match result {
-            Ok((rows, version, segment)) => {
-                Ok(IngestOutcome::Ingested(Box::new(Staged { conn, rows, version, segment })))
-            }
+            Ok((rows, version)) => Ok(IngestOutcome::Ingested(Box::new(Staged { conn, rows, version }))),
             Err(reason) => {
                 conn.execute_batch("ROLLBACK")?;
                 Ok(IngestOutcome::failed(&reason.to_string()))
@@ -263,7 +254,7 @@ impl Engine {
         }
         conn.execute("DELETE FROM bridge.files WHERE dataset = ? AND key = ?", params![dataset, key])?;
         let version = bump_version(&conn, dataset)?;
-        Ok(Staged { conn, rows: 0, version, segment: None })
+        Ok(Staged { conn, rows: 0, version })
     }
 
     /// The committed manifest of `dataset`: version and files.

@@ -7,11 +7,9 @@
 //! `object_store` first.
 
 mod ingest;
-mod macros;
 mod portable;
 mod raw;
 mod schema;
-mod segments;
 mod stream;
 
 use std::{
@@ -21,11 +19,11 @@ use std::{
 
 use duckdb::{Connection, OptionalExt};
 
+pub use crate::answer::{Encoded, Piece, Pieces, QueryStream};
 pub use ingest::{FileRow, IngestOutcome, NewFile, Reading, Staged};
 pub use raw::Parameter;
 pub use schema::{Column, Mapped};
-pub use segments::segment_name;
-pub use stream::{Encoded, Piece, Pieces, Planned, QueryPlan, QueryStream};
+pub use stream::{Planned, QueryPlan};
 
 use crate::error::{Error, Result};
 
@@ -42,6 +40,8 @@ pub struct EngineOptions {
     pub threads: usize,
     /// Most disk DuckDB may spill to (`max_temp_directory_size`), e.g. "10GB".
     pub spill_limit: String,
+    /// SQL run once the database is open (the built-in queries' macros).
+    pub prelude: String,
 }
 
 /// A handle to the embedded database. Each query gets its own connection (`try_clone`).
@@ -112,7 +112,7 @@ impl Engine {
             spill = quote_literal(&opts.spill_limit),
             allowed = allowed.join(", "),
         ))?;
-        macros::create(&conn)?;
+        conn.execute_batch(&opts.prelude)?;
         Ok(Engine { base: Mutex::new(conn), dir, gate: std::sync::RwLock::new(()), raw })
     }
 
@@ -172,6 +172,11 @@ impl Engine {
     }
 
     /// A fresh connection to the same database, for one query or one ingest.
+    /// Where the database lives (the pipeline keeps the segments beside it).
+    pub fn dir(&self) -> &Path {
+        &self.dir
+    }
+
     pub fn connect(&self) -> Result<Connection> {
         let base = self.base.lock().map_err(|_| Error::internal("engine lock poisoned"))?;
         Ok(base.try_clone()?)
@@ -191,6 +196,31 @@ impl Engine {
 }
 
 /// The internal table that holds a dataset's rows.
+/// The rows of one file of `dataset` (`?` is its key), as `columns` (the view's order): what a
+/// segment is built from.
+pub fn file_rows(dataset: &str, columns: &[Column]) -> String {
+    let cols: Vec<String> = columns.iter().map(|c| quote_ident(&c.name)).collect();
+    format!("SELECT {} FROM {} WHERE {} = ?", cols.join(", "), table_name(dataset), ingest::FILE_COLUMN)
+}
+
+/// Runs `sql` with `params` on `conn` (in whatever transaction it is in) and folds its result:
+/// `start` gets the schema, `each` every batch in order. Rows stream; none are held here.
+pub fn fold_batches<T>(
+    conn: &Connection,
+    sql: &str,
+    params: &[&dyn duckdb::ToSql],
+    start: impl FnOnce(arrow::datatypes::SchemaRef) -> Result<T>,
+    mut each: impl FnMut(&mut T, arrow::record_batch::RecordBatch) -> Result<()>,
+) -> Result<T> {
+    let mut stmt = conn.prepare(sql)?;
+    let stream = stmt.stream_arrow(params)?;
+    let mut acc = start(stream.get_schema())?;
+    while let Some(chunk) = stmt.step()? {
+        each(&mut acc, arrow::record_batch::RecordBatch::from(&chunk))?;
+    }
+    Ok(acc)
+}
+
 pub fn table_name(dataset: &str) -> String {
     format!("bridge.{}", quote_ident(&format!("t_{dataset}")))
 }
@@ -229,6 +259,7 @@ mod tests {
             memory_limit: "256MB".into(),
             threads: 1,
             spill_limit: "1GB".into(),
+            prelude: String::new(),
         })
         .expect("open");
         let conn = engine.connect().expect("connect");

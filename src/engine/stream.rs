@@ -16,7 +16,10 @@ use tokio::sync::{mpsc, oneshot};
 use tokio_stream::wrappers::ReceiverStream;
 
 use super::Engine;
-use crate::error::{Error, Result};
+use crate::{
+    answer::{Piece, QueryStream},
+    error::{Error, Result},
+};
 
 /// What a query module hands the engine: run `prelude` work on the query's connection, return
 /// the statement to stream and the schema metadata to attach.
@@ -32,43 +35,6 @@ pub struct PlannedSql {
 }
 
 pub use PlannedSql as Planned;
-
-/// What a query sends: a record batch, or a segment batch already in Arrow IPC form (sent as
-/// is, with no encoding and no copy until gRPC's own).
-pub enum Piece {
-    Batch(RecordBatch),
-    Encoded(Encoded),
-}
-
-/// One record batch as an Arrow IPC message: the flatbuffer header and the body, with the same
-/// rows decoded (views into the same bytes) for wires that re-encode (CSV, JSON).
-pub struct Encoded {
-    pub rows: usize,
-    pub header: bytes::Bytes,
-    pub body: bytes::Bytes,
-    pub batch: RecordBatch,
-}
-
-impl Piece {
-    pub fn rows(&self) -> usize {
-        match self {
-            Piece::Batch(b) => b.num_rows(),
-            Piece::Encoded(e) => e.rows,
-        }
-    }
-}
-
-pub type Pieces = std::pin::Pin<Box<dyn futures::Stream<Item = Result<Piece>> + Send>>;
-
-/// A running query: its schema (with metadata) and its batches.
-pub struct QueryStream {
-    pub schema: SchemaRef,
-    pub batches: Pieces,
-    /// Largest Flight message to aim for, by the batches' memory size. `None` sends each batch
-    /// whole: for batches that are views into larger buffers (segments), whose memory size
-    /// counts the whole buffer and would split them into slivers.
-    pub max_message_bytes: Option<usize>,
-}
 
 /// Flight messages of about this size for DuckDB results (arrow-flight's default).
 pub const MESSAGE_BYTES: usize = 2 * 1024 * 1024;

@@ -3,6 +3,7 @@
 //! in DuckDB inside one transaction.
 
 pub mod guard;
+pub mod macros;
 pub mod native;
 pub mod outliers;
 pub mod p90;

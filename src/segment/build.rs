@@ -1,15 +1,14 @@
-//! Writing a segment from DuckDB's sorted rows of one file (see the module docs for the layout).
+//! Writing a segment from one file's sorted rows (see the module docs for the layout).
 
 use std::{fs::File, io::BufWriter, os::unix::fs::FileExt, path::Path, sync::Arc};
 
 use arrow::{
     array::{Array, AsArray},
     compute::{cast, BatchCoalescer},
-    datatypes::{DataType, TimeUnit, TimestampMicrosecondType},
+    datatypes::{DataType, SchemaRef, TimeUnit, TimestampMicrosecondType},
     ipc::writer::FileWriter,
     record_batch::RecordBatch,
 };
-use duckdb::{Connection, ToSql};
 
 use super::{paths, Group, Segment, CHUNK_ROWS, DAY_US, INDEX_KEY};
 use crate::error::{Error, Result};
@@ -20,38 +19,44 @@ const PICKUP: &str = "tpep_pickup_datetime";
 const DROPOFF: &str = "tpep_dropoff_datetime";
 const DISTANCE: &str = "trip_distance";
 
-/// Runs `sql` (the file's rows plus [`OUTLIER_COLUMN`], ordered by pickup date, outlier first,
-/// distance descending NULLs last) and writes segment `name` in `dir`. `rows` is the row count.
-pub fn build(
-    conn: &Connection,
-    sql: &str,
-    params: &[&dyn ToSql],
+/// Writes segment `name` in `dir` from a file's rows, pushed in order: by pickup date, outlier
+/// first, distance descending NULLs last, each row carrying [`OUTLIER_COLUMN`] (the store's
+/// build query produces them so; see `catalog::segments`). `rows` is the row count.
+pub struct Builder {
+    writer: Writer,
+    keep: Vec<usize>,
+    flag: usize,
     rows: u64,
-    dir: &Path,
-    name: &str,
-) -> Result<Arc<Segment>> {
-    std::fs::create_dir_all(dir).map_err(Error::internal)?;
-    let (data_path, keys_path) = paths(dir, name);
-    let (data_tmp, keys_tmp) = (data_path.with_extension("arrow.tmp"), keys_path.with_extension("keys.tmp"));
-    let mut stmt = conn.prepare(sql)?;
-    let stream = stmt.stream_arrow(params)?;
-    let full = stream.get_schema();
-    let keep: Vec<usize> = (0..full.fields().len()).filter(|&i| full.field(i).name() != OUTLIER_COLUMN).collect();
-    let schema = Arc::new(full.project(&keep)?);
-    let flag = full.index_of(OUTLIER_COLUMN)?;
-    let mut w = Writer {
-        ipc: FileWriter::try_new(BufWriter::new(File::create(&data_tmp).map_err(Error::internal)?), &schema)?,
-        keys: File::create(&keys_tmp).map_err(Error::internal)?,
-        total: rows,
-        row: 0,
-        batches: 0,
-        groups: Vec::new(),
-        coalescer: BatchCoalescer::new(schema, CHUNK_ROWS),
-    };
-    while let Some(chunk) = stmt.step()? {
-        let batch = RecordBatch::from(&chunk);
-        let flags = batch.column(flag).as_boolean().clone();
-        let batch = batch.project(&keep)?;
+    dir: std::path::PathBuf,
+    name: String,
+    tmp: (std::path::PathBuf, std::path::PathBuf),
+}
+
+impl Builder {
+    /// Starts a segment whose rows have schema `full` (the file's columns plus the flag).
+    pub fn new(full: SchemaRef, rows: u64, dir: &Path, name: &str) -> Result<Self> {
+        std::fs::create_dir_all(dir).map_err(Error::internal)?;
+        let (data_path, keys_path) = paths(dir, name);
+        let tmp = (data_path.with_extension("arrow.tmp"), keys_path.with_extension("keys.tmp"));
+        let keep: Vec<usize> = (0..full.fields().len()).filter(|&i| full.field(i).name() != OUTLIER_COLUMN).collect();
+        let schema = Arc::new(full.project(&keep)?);
+        let flag = full.index_of(OUTLIER_COLUMN)?;
+        let writer = Writer {
+            ipc: FileWriter::try_new(BufWriter::new(File::create(&tmp.0).map_err(Error::internal)?), &schema)?,
+            keys: File::create(&tmp.1).map_err(Error::internal)?,
+            total: rows,
+            row: 0,
+            batches: 0,
+            groups: Vec::new(),
+            coalescer: BatchCoalescer::new(schema, CHUNK_ROWS),
+        };
+        Ok(Builder { writer, keep, flag, rows, dir: dir.to_path_buf(), name: name.to_string(), tmp })
+    }
+
+    /// Appends the next rows.
+    pub fn push(&mut self, batch: RecordBatch) -> Result<()> {
+        let flags = batch.column(self.flag).as_boolean().clone();
+        let batch = batch.project(&self.keep)?;
         let pickups = micros(&batch, PICKUP)?;
         let mut start = 0;
         let key_of = |i: usize| {
@@ -60,18 +65,25 @@ pub fn build(
         };
         for i in 1..=batch.num_rows() {
             if i == batch.num_rows() || key_of(i) != key_of(start) {
-                w.push(key_of(start), batch.slice(start, i - start))?;
+                self.writer.push(key_of(start), batch.slice(start, i - start))?;
                 start = i;
             }
         }
+        Ok(())
     }
-    if w.row != rows {
-        return Err(Error::internal(format!("segment {name}: wrote {} of {rows} rows", w.row)));
+
+    /// Completes the files, renames them into place and opens the segment.
+    pub fn finish(self) -> Result<Arc<Segment>> {
+        let Builder { writer, rows, dir, name, tmp, .. } = self;
+        if writer.row != rows {
+            return Err(Error::internal(format!("segment {name}: wrote {} of {rows} rows", writer.row)));
+        }
+        writer.finish()?;
+        let (data_path, keys_path) = paths(&dir, &name);
+        std::fs::rename(&tmp.0, &data_path).map_err(Error::internal)?;
+        std::fs::rename(&tmp.1, &keys_path).map_err(Error::internal)?;
+        Segment::open(&dir, &name)
     }
-    w.finish()?;
-    std::fs::rename(&data_tmp, &data_path).map_err(Error::internal)?;
-    std::fs::rename(&keys_tmp, &keys_path).map_err(Error::internal)?;
-    Segment::open(dir, name)
 }
 
 /// A timestamp column as microseconds.

@@ -33,10 +33,10 @@ use arrow::{
 };
 use serde::{Deserialize, Serialize};
 
-pub use build::{build, OUTLIER_COLUMN};
+pub use build::{Builder, OUTLIER_COLUMN};
 
 use crate::{
-    engine::Encoded,
+    answer::Encoded,
     error::{Error, Result},
 };
 

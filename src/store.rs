@@ -1,4 +1,5 @@
-//! Where a dataset's files live: an object store, a listing prefix and a glob.
+//! Object-store access, a leaf: where a dataset's files live (an object store, a listing prefix
+//! and a glob), listing them, and streaming one to a local file.
 //!
 //! `./data/yellow/*.parquet` is a local directory (the default); `s3://bucket/trips/*.parquet`,
 //! `gs://…`, `az://…` and `https://…` go through `object_store`. Listing uses the literal prefix of
@@ -6,14 +7,26 @@
 
 use std::{path::PathBuf, sync::Arc, time::Duration};
 
-use futures::TryStreamExt;
+use futures::{StreamExt, TryStreamExt};
 use globset::{GlobBuilder, GlobMatcher};
+use object_store::ObjectStoreExt;
 use object_store::{aws::AmazonS3Builder, local::LocalFileSystem, path::Path, ClientOptions, ObjectStore, RetryConfig};
+use tokio::io::AsyncWriteExt;
 
-use crate::{
-    config::S3Options,
-    error::{Error, Result},
-};
+use crate::error::{Error, Result};
+
+/// How to reach S3 (from the `--s3-*` flags; unset fields fall back to the `AWS_*` variables).
+#[derive(Debug, Clone, Default)]
+pub struct S3Settings {
+    pub endpoint: Option<String>,
+    pub region: Option<String>,
+    pub access_key_id: Option<String>,
+    pub secret_access_key: Option<String>,
+    pub allow_http: bool,
+    pub anonymous: bool,
+    pub request_timeout: Option<Duration>,
+    pub retry_timeout: Option<Duration>,
+}
 
 /// One listed object.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -59,7 +72,7 @@ fn matcher(pattern: &str) -> Result<GlobMatcher> {
 }
 
 /// object_store's own retry (exponential backoff with jitter), bounded in count and total time.
-fn retry(s3: &S3Options) -> RetryConfig {
+fn retry(s3: &S3Settings) -> RetryConfig {
     let budget = s3.retry_timeout.unwrap_or(Duration::from_secs(20));
     RetryConfig { max_retries: 5, retry_timeout: budget, ..Default::default() }
 }
@@ -70,11 +83,11 @@ fn env_flag(name: &str) -> bool {
 }
 
 /// Bridge's flags win; unset, the standard `AWS_*` variable decides (as object_store reads it).
-fn allow_http(s3: &S3Options) -> bool {
+fn allow_http(s3: &S3Settings) -> bool {
     s3.allow_http || env_flag("AWS_ALLOW_HTTP")
 }
 
-fn client_options(s3: &S3Options) -> ClientOptions {
+fn client_options(s3: &S3Settings) -> ClientOptions {
     let mut o = ClientOptions::new().with_allow_http(allow_http(s3));
     if let Some(t) = s3.request_timeout {
         o = o.with_timeout(t).with_connect_timeout(t.min(Duration::from_secs(5)));
@@ -83,7 +96,7 @@ fn client_options(s3: &S3Options) -> ClientOptions {
 }
 
 impl Location {
-    pub fn parse(url: &str, s3: &S3Options) -> Result<Self> {
+    pub fn parse(url: &str, s3: &S3Settings) -> Result<Self> {
         if let Some(rest) = url.strip_prefix("s3://") {
             let (bucket, key_glob) = rest.split_once('/').unwrap_or((rest, ""));
             let mut b = AmazonS3Builder::from_env()
@@ -173,6 +186,30 @@ impl Location {
             .collect();
         out.sort_by(|a, b| a.key.cmp(&b.key));
         Ok(out)
+    }
+}
+
+impl Location {
+    /// Streams `entry` to the local file `to` (never whole in memory); fails if the object's size
+    /// changed meanwhile.
+    pub async fn download(&self, entry: &ObjectEntry, to: &std::path::Path) -> Result<()> {
+        let key = Path::from(entry.key.as_str());
+        let mut stream = self.store.get(&key).await?.into_stream();
+        let mut file = tokio::fs::File::create(to).await.map_err(Error::internal)?;
+        let mut written = 0u64;
+        while let Some(chunk) = stream.next().await {
+            let chunk = chunk?;
+            written += chunk.len() as u64;
+            file.write_all(&chunk).await.map_err(Error::internal)?;
+        }
+        file.flush().await.map_err(Error::internal)?;
+        if written != entry.size {
+            return Err(Error::Unavailable(format!(
+                "{} changed while downloading ({written} of {} bytes)",
+                entry.key, entry.size
+            )));
+        }
+        Ok(())
     }
 }
 

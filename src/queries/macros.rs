@@ -7,19 +7,19 @@
 //!   the `outliers` ticket compute them ([`crate::rule`]).
 //!
 //! They read `main.<dataset>` through `query_table`; the SQL guard only lets a dataset name in.
+//! The engine runs this SQL when it opens ([`crate::engine::EngineOptions::prelude`]).
 
-use duckdb::Connection;
-
-use crate::{error::Result, rule};
+use crate::rule;
 
 /// Rows of `dataset` picked up in [from, to).
 const IN_RANGE: &str = "SELECT * FROM query_table(dataset)
     WHERE (\"from\" IS NULL OR tpep_pickup_datetime >= \"from\")
       AND (\"to\" IS NULL OR tpep_pickup_datetime < \"to\")";
 
-pub fn create(conn: &Connection) -> Result<()> {
+/// The SQL that creates the macros.
+pub fn sql() -> String {
     let reason = rule::DEFAULT.reason_sql("duration_hours", "avg_speed_mph", "CAST(trip_distance AS DOUBLE)");
-    conn.execute_batch(&format!(
+    format!(
         "CREATE OR REPLACE MACRO main.p90(dataset, \"from\", \"to\", percentile := 0.9) AS TABLE
            WITH r AS ({IN_RANGE})
            SELECT * FROM r WHERE trip_distance > (SELECT quantile_cont(trip_distance, percentile) FROM r);
@@ -36,6 +36,5 @@ pub fn create(conn: &Connection) -> Result<()> {
            c AS (SELECT *, ({reason}) AS reason FROM b)
            SELECT * FROM c WHERE reason IS NOT NULL;",
         us = rule::US_PER_HOUR as i64,
-    ))?;
-    Ok(())
+    )
 }

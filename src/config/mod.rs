@@ -4,7 +4,9 @@ use std::{net::SocketAddr, path::PathBuf, time::Duration};
 
 use clap::{Args, Parser, Subcommand};
 
-use crate::catalog::DatasetSpec;
+mod values;
+
+pub use values::{ColumnAlias, DatasetSpec, Month};
 
 #[derive(Debug, Parser)]
 #[command(name = "bridge", version, about = "Arrow Flight server for Parquet datasets, powered by DuckDB")]
@@ -30,7 +32,7 @@ pub struct GenArgs {
     pub out: PathBuf,
     /// First month, YYYY-MM.
     #[arg(long, default_value = "2024-01")]
-    pub month: crate::gen::Month,
+    pub month: Month,
     /// How many consecutive months.
     #[arg(long, default_value_t = 1)]
     pub months: usize,
@@ -79,7 +81,7 @@ pub struct Config {
     /// DATASET it applies to every dataset). Applied before the built-in TLC era names. Repeat
     /// for more (comma-separated in the env var).
     #[arg(long = "column-alias", env = "BRIDGE_COLUMN_ALIASES", value_delimiter = ',')]
-    pub column_aliases: Vec<crate::tlc::Alias>,
+    pub column_aliases: Vec<ColumnAlias>,
     /// Longest a ticket's `min_version` waits for the dataset to reach that manifest version.
     #[arg(long, env = "BRIDGE_MIN_VERSION_WAIT", default_value = "10s", value_parser = parse_duration)]
     pub min_version_wait: Duration,
@@ -218,19 +220,6 @@ impl Default for Config {
             tls_client_ca: None,
             s3: S3Options::default(),
             addr_file: None,
-        }
-    }
-}
-
-impl Config {
-    pub fn limits(&self) -> crate::limits::Limits {
-        crate::limits::Limits {
-            max_running: self.max_running_queries,
-            max_queued: self.max_queued_queries,
-            queue_timeout: self.queue_timeout,
-            query_timeout: self.query_timeout,
-            max_rows: self.max_result_rows,
-            max_bytes: self.max_result_bytes,
         }
     }
 }
