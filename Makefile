@@ -20,7 +20,8 @@ data: build
 	@if ! ls data/yellow/*.parquet >/dev/null 2>&1; then $(BIN) gen --out data/yellow --month $(MONTH) --rows $(ROWS); fi
 
 run: data
-	$(BIN) --dataset 'yellow=./data/yellow/*.parquet' --listen 127.0.0.1:50051
+	$(BIN) --dataset 'yellow=./data/yellow/*.parquet' --listen 127.0.0.1:50051 \
+	  --http-listen 127.0.0.1:8080 --admin-listen 127.0.0.1:9464
 
 venv: $(VENV)/.installed
 $(VENV)/.installed: requirements-test.txt
