@@ -210,11 +210,11 @@ impl Catalog {
                 Err(reason) => return Ok((IngestOutcome::Quarantined(reason), None)),
             };
             let new = NewFile { key: &e.key, etag: &e.etag, size: e.size, last_modified: e.last_modified };
-            let staged =
-                match engine.ingest(&name, &new, &path, Reading { columns: &columns, view_rank: tlc::view_rank })? {
-                    IngestOutcome::Ingested(staged) => staged,
-                    other => return Ok((other, None)),
-                };
+            let reading = Reading { columns: &columns, view_rank: tlc::view_rank, order_by: Some(tlc::PICKUP) };
+            let staged = match engine.ingest(&name, &new, &path, reading)? {
+                IngestOutcome::Ingested(staged) => staged,
+                other => return Ok((other, None)),
+            };
             match segments::build(&engine, &staged.conn, &name, &e.key, &e.etag, staged.rows) {
                 Ok(segment) => Ok((IngestOutcome::Ingested(staged), segment)),
                 // Dropping `staged` rolls the file back.

@@ -70,8 +70,6 @@ impl IngestOutcome {
 
 /// The column the store adds to remember which file a row came from.
 pub(crate) const FILE_COLUMN: &str = "_bridge_file";
-/// Rows are stored in pickup order when the dataset has this column.
-const ORDER_COLUMN: &str = "tpep_pickup_datetime";
 
 /// The dataset's columns (without the internal file column), in table order.
 pub fn columns(conn: &Connection, dataset: &str) -> Result<Vec<Column>> {
@@ -177,11 +175,14 @@ pub struct NewFile<'a> {
     pub last_modified: chrono::DateTime<chrono::Utc>,
 }
 
-/// How the dataset reads a file: its mapped columns, and where each column goes in the view.
+/// How the dataset reads a file: its mapped columns, where each column goes in the view, and
+/// the column the rows are stored in order of, when the table has it (so DuckDB's zone maps skip
+/// row groups outside a range).
 #[derive(Debug, Clone, Copy)]
 pub struct Reading<'a> {
     pub columns: &'a [Mapped],
     pub view_rank: fn(&str) -> usize,
+    pub order_by: Option<&'a str>,
 }
 
 impl Engine {
@@ -204,10 +205,9 @@ impl Engine {
             let table_cols = apply(&conn, dataset, reading.columns)?;
             let table = table_name(dataset);
             let cols: Vec<String> = table_cols.iter().map(|c| quote_ident(&c.name)).collect();
-            let order = if table_cols.iter().any(|c| c.name == ORDER_COLUMN) {
-                format!(" ORDER BY {}", quote_ident(ORDER_COLUMN))
-            } else {
-                String::new()
+            let order = match reading.order_by.filter(|o| table_cols.iter().any(|c| c.name == *o)) {
+                Some(column) => format!(" ORDER BY {}", quote_ident(column)),
+                None => String::new(),
             };
             conn.execute(&format!("DELETE FROM {table} WHERE {FILE_COLUMN} = ?"), params![entry.key])?;
             let rows = conn.execute(
