@@ -32,6 +32,11 @@ pub async fn counted<T>(rpc: &str, call: impl std::future::Future<Output = Resul
     result
 }
 
+/// Counts a request that ended before streaming (refused, or a non-query route) on `rpc`.
+pub fn count(rpc: &str, kind: &str, code: Code) {
+    metrics::REQUESTS.with_label_values(&[rpc, kind, &format!("{code:?}")]).inc();
+}
+
 /// The request's id: the client's `x-request-id` when it sent a sane one, else a new one. It
 /// comes back in the response headers and is in the query's log line.
 pub fn request_id(md: &tonic::metadata::MetadataMap) -> String {

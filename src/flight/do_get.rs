@@ -9,7 +9,6 @@ use super::{
     sql, ticket, BoxStream,
 };
 use crate::{
-    metrics,
     observe::{observe, Bounds, Caller, Observed},
     queries,
     state::AppState,
@@ -61,5 +60,5 @@ pub async fn do_get(
 
 /// A request that failed before streaming.
 fn count_refusal(kind: &str, s: &Status) {
-    metrics::REQUESTS.with_label_values(&["DoGet", kind, &format!("{:?}", s.code())]).inc();
+    crate::observe::count("DoGet", kind, s.code());
 }

@@ -19,7 +19,6 @@ use super::{
 };
 use crate::{
     flight::encode::{encode, guarded},
-    metrics,
     observe::{observe, Bounds, BoxStream, Caller, Observed},
     proto::Ticket,
     queries,
@@ -91,7 +90,7 @@ pub async fn answer(http: &HttpState, ticket: Ticket, format: Format, caller: Ca
 
 /// A request refused before streaming: counted, and answered as a problem.
 pub fn refused(kind: &str, s: &Status) -> Response {
-    metrics::REQUESTS.with_label_values(&["http", kind, &format!("{:?}", s.code())]).inc();
+    crate::observe::count("http", kind, s.code());
     problem::from_status(s)
 }
 
@@ -128,5 +127,5 @@ fn freshness_headers(metadata: &HashMap<String, String>, headers: &mut HeaderMap
 
 /// The code of a finished non-query request, for `bridge_requests_total{rpc="http"}`.
 pub fn count(kind: &str, code: Code) {
-    metrics::REQUESTS.with_label_values(&["http", kind, &format!("{code:?}")]).inc();
+    crate::observe::count("http", kind, code);
 }

@@ -210,9 +210,44 @@ async fn run(
     answer(http, ticket, format, caller).instrument(span).await
 }
 
-/// A malformed query string (a number that is not one, an unknown parameter) as a problem.
-fn bad_query(kind: &str, e: &QueryRejection) -> Response {
-    refused(kind, &tonic::Status::invalid_argument(e.body_text()))
+/// A dataset ticket's route: its query string (`format` aside) is the ticket's fields.
+async fn dataset_ticket<P: Serialize>(
+    http: &HttpState,
+    kind: &str,
+    dataset: &str,
+    params: Result<Query<P>, QueryRejection>,
+    headers: &HeaderMap,
+    caller: Caller,
+) -> Response {
+    let Query(params) = match params {
+        Ok(p) => p,
+        // A malformed query string: a number that is not one, an unknown parameter.
+        Err(e) => return refused(kind, &tonic::Status::invalid_argument(e.body_text())),
+    };
+    let format = serde_json::to_value(&params).ok().and_then(|v| serde_json::from_value(v["format"].clone()).ok());
+    run(http, kind, ticket_fields(kind, dataset, params), format, headers, caller).await
+}
+
+/// The errors a dataset ticket's route answers, for the OpenAPI document (never constructed).
+#[allow(dead_code)]
+#[derive(utoipa::IntoResponses)]
+pub enum TicketErrors {
+    #[response(status = 400, description = "bad parameters", content_type = "application/problem+json")]
+    BadRequest(Problem),
+    #[response(status = 401, description = "no or bad bearer token", content_type = "application/problem+json")]
+    Unauthorized(Problem),
+    #[response(status = 404, description = "no such dataset", content_type = "application/problem+json")]
+    NotFound(Problem),
+    #[response(status = 406, description = "no acceptable format", content_type = "application/problem+json")]
+    NotAcceptable(Problem),
+    #[response(
+        status = 503,
+        description = "busy or not loaded yet; see Retry-After",
+        content_type = "application/problem+json"
+    )]
+    Unavailable(Problem),
+    #[response(status = 504, description = "past the deadline", content_type = "application/problem+json")]
+    Timeout(Problem),
 }
 
 /// The trips above a percentile of `trip_distance` (or its summary).
@@ -221,12 +256,7 @@ fn bad_query(kind: &str, e: &QueryRejection) -> Response {
     responses(
         (status = 200, description = "the answer", content(
             (Vec<u8> = "application/vnd.apache.arrow.stream"), (Vec<Value> = "application/json"), (String = "text/csv"))),
-        (status = 400, description = "bad parameters", body = Problem, content_type = "application/problem+json"),
-        (status = 401, description = "no or bad bearer token", body = Problem, content_type = "application/problem+json"),
-        (status = 404, description = "no such dataset", body = Problem, content_type = "application/problem+json"),
-        (status = 406, description = "no acceptable format", body = Problem, content_type = "application/problem+json"),
-        (status = 503, description = "busy or not loaded yet; see Retry-After", body = Problem, content_type = "application/problem+json"),
-        (status = 504, description = "past the deadline", body = Problem, content_type = "application/problem+json"),
+        TicketErrors,
     ))]
 pub async fn p90(
     State(http): State<HttpState>,
@@ -236,13 +266,7 @@ pub async fn p90(
     headers: HeaderMap,
     params: Result<Query<P90Params>, QueryRejection>,
 ) -> Response {
-    let Query(params) = match params {
-        Ok(p) => p,
-        Err(e) => return bad_query("p90", &e),
-    };
-    let format = params.format;
-    let caller = caller(&headers, peer, principal);
-    run(&http, "p90", ticket_fields("p90", &name, params), format, &headers, caller).await
+    dataset_ticket(&http, "p90", &name, params, &headers, caller(&headers, peer, principal)).await
 }
 
 /// Trips that break the physics rule (optionally only those above the p90 distance).
@@ -251,12 +275,7 @@ pub async fn p90(
     responses(
         (status = 200, description = "the answer", content(
             (Vec<u8> = "application/vnd.apache.arrow.stream"), (Vec<Value> = "application/json"), (String = "text/csv"))),
-        (status = 400, description = "bad parameters", body = Problem, content_type = "application/problem+json"),
-        (status = 401, description = "no or bad bearer token", body = Problem, content_type = "application/problem+json"),
-        (status = 404, description = "no such dataset", body = Problem, content_type = "application/problem+json"),
-        (status = 406, description = "no acceptable format", body = Problem, content_type = "application/problem+json"),
-        (status = 503, description = "busy or not loaded yet; see Retry-After", body = Problem, content_type = "application/problem+json"),
-        (status = 504, description = "past the deadline", body = Problem, content_type = "application/problem+json"),
+        TicketErrors,
     ))]
 pub async fn outliers(
     State(http): State<HttpState>,
@@ -266,13 +285,7 @@ pub async fn outliers(
     headers: HeaderMap,
     params: Result<Query<OutliersParams>, QueryRejection>,
 ) -> Response {
-    let Query(params) = match params {
-        Ok(p) => p,
-        Err(e) => return bad_query("outliers", &e),
-    };
-    let format = params.format;
-    let caller = caller(&headers, peer, principal);
-    run(&http, "outliers", ticket_fields("outliers", &name, params), format, &headers, caller).await
+    dataset_ticket(&http, "outliers", &name, params, &headers, caller(&headers, peer, principal)).await
 }
 
 /// The rows of a pickup range, streamed.
@@ -281,12 +294,7 @@ pub async fn outliers(
     responses(
         (status = 200, description = "the answer", content(
             (Vec<u8> = "application/vnd.apache.arrow.stream"), (Vec<Value> = "application/json"), (String = "text/csv"))),
-        (status = 400, description = "bad parameters", body = Problem, content_type = "application/problem+json"),
-        (status = 401, description = "no or bad bearer token", body = Problem, content_type = "application/problem+json"),
-        (status = 404, description = "no such dataset", body = Problem, content_type = "application/problem+json"),
-        (status = 406, description = "no acceptable format", body = Problem, content_type = "application/problem+json"),
-        (status = 503, description = "busy or not loaded yet; see Retry-After", body = Problem, content_type = "application/problem+json"),
-        (status = 504, description = "past the deadline", body = Problem, content_type = "application/problem+json"),
+        TicketErrors,
     ))]
 pub async fn scan(
     State(http): State<HttpState>,
@@ -296,13 +304,7 @@ pub async fn scan(
     headers: HeaderMap,
     params: Result<Query<ScanParams>, QueryRejection>,
 ) -> Response {
-    let Query(params) = match params {
-        Ok(p) => p,
-        Err(e) => return bad_query("scan", &e),
-    };
-    let format = params.format;
-    let caller = caller(&headers, peer, principal);
-    run(&http, "scan", ticket_fields("scan", &name, params), format, &headers, caller).await
+    dataset_ticket(&http, "scan", &name, params, &headers, caller(&headers, peer, principal)).await
 }
 
 /// One read-only SELECT over the datasets, in the same sandbox as Flight's `sql` ticket.
