@@ -5,7 +5,7 @@
 Generates N months (`--from 2009-01` includes the 2009 and 2010 layouts), starts Bridge on them
 with an empty cache and prints, in the same run:
 * ingest rows/s, time to the first answer for the newest month, time until everything is in;
-* local bytes (DuckDB store + segments) ÷ Parquet bytes; peak RSS while loading;
+* local bytes (everything under the cache directory) ÷ Parquet bytes; peak RSS while loading;
 * the `p90` summary over everything at a pyarrow client (median of 9) beside DuckDB-Python
   computing the same threshold over the same Parquet files (the peer, median of 3).
 """
@@ -90,7 +90,7 @@ def main():
     rss.stop.set()
     st = b.status()
     rows = sum(f["rows"] for f in st["files"])
-    local = du(cache / "store")
+    local = du(cache)  # the catalog, the segments and any download left
     everything = flight.Ticket(json.dumps({"query": "p90", "dataset": "yellow", "output": "summary"}).encode())
     times = []
     for _ in range(9):

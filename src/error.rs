@@ -116,6 +116,12 @@ impl From<arrow::error::ArrowError> for Error {
     }
 }
 
+impl From<parquet::errors::ParquetError> for Error {
+    fn from(e: parquet::errors::ParquetError) -> Self {
+        Error::Internal(e.to_string())
+    }
+}
+
 impl From<Error> for Status {
     fn from(e: Error) -> Self {
         match e {

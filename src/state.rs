@@ -70,12 +70,24 @@ impl AppState {
             .iter()
             .map(|d| Location::parse(&d.url, &s3_settings(config)))
             .collect::<Result<Vec<_>>>()?;
+        // Before segments were the one local copy, the rows also lived in a DuckDB store here.
+        let old_store = cache_dir.join("store");
+        if old_store.is_dir() {
+            std::fs::remove_dir_all(&old_store).map_err(Error::internal)?;
+            tracing::info!(path = %old_store.display(), "removed the previous layout's store");
+        }
         let objects = cache_dir.join("objects");
         std::fs::create_dir_all(&objects).map_err(Error::internal)?;
-        let mut allowed_dirs = vec![std::fs::canonicalize(&objects).map_err(Error::internal)?];
+        let segments = crate::catalog::segment_dir(&cache_dir);
+        std::fs::create_dir_all(&segments).map_err(Error::internal)?;
+        // DuckDB reads the downloads it converts and the segments the datasets' views list.
+        let mut allowed_dirs = vec![
+            std::fs::canonicalize(&objects).map_err(Error::internal)?,
+            std::fs::canonicalize(&segments).map_err(Error::internal)?,
+        ];
         allowed_dirs.extend(locations.iter().filter_map(|l| l.local_root.clone()));
         let engine = Arc::new(Engine::open(&EngineOptions {
-            dir: cache_dir.join("store"),
+            dir: cache_dir.join("catalog"),
             allowed_dirs,
             memory_limit: config.duckdb_memory_limit.clone(),
             threads,

@@ -82,7 +82,7 @@ pub async fn status(State(state): State<AppState>, headers: HeaderMap) -> Respon
         "now": now.to_rfc3339(),
         "viewer": { "principal": viewer.principal, "admin": viewer.admin, "auth": state.auth().is_some() },
         "datasets": datasets,
-        "local": { "bytes": bytes, "max_bytes": Value::Null },
+        "local": { "bytes": bytes, "segments": state.catalog().tier().usage() },
         "queries": {
             "running": metrics::RUNNING.get(),
             "queued": metrics::QUEUED.get(),

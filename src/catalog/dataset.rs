@@ -16,7 +16,7 @@ use crate::{
     engine::{Column, FileRow},
     error::{Error, Result},
     metrics,
-    segment::Segment,
+    segment::Slot,
 };
 
 /// A file that could not be ingested, kept out until its object changes.
@@ -74,8 +74,8 @@ impl Progress {
 pub struct Snapshot {
     pub version: u64,
     pub files: Vec<FileRow>,
-    /// The segments of `files` (taxi-shaped datasets only), in the same order.
-    pub segments: Vec<Arc<Segment>>,
+    /// The segments of `files`, in the same order (pin one to read it).
+    pub segments: Vec<Arc<Slot>>,
     pub columns: Vec<Column>,
     /// The Arrow schema of the dataset's view; segments are read into it.
     pub schema: SchemaRef,
@@ -140,7 +140,7 @@ pub struct Dataset {
     version: tokio::sync::watch::Sender<u64>,
     pub(super) refreshing: tokio::sync::Mutex<()>,
     /// The live segment of each ingested file, by key.
-    pub(super) segments: Mutex<BTreeMap<String, Arc<Segment>>>,
+    pub(super) segments: Mutex<BTreeMap<String, Arc<Slot>>>,
     /// Listings in a row that matched nothing while the dataset had files (see `refresh`).
     pub(super) empty_listings: std::sync::atomic::AtomicU32,
 }
@@ -204,7 +204,7 @@ impl Dataset {
     }
 
     /// Makes `segment` the live segment of `key` (None: the file is gone) and retires the old one.
-    pub(super) fn replace_segment(&self, key: &str, segment: Option<Arc<Segment>>) {
+    pub(super) fn replace_segment(&self, key: &str, segment: Option<Arc<Slot>>) {
         let Ok(mut live) = self.segments.lock() else { return };
         let old = match segment {
             Some(s) => live.insert(key.to_string(), s.clone()).filter(|old| old.name() != s.name()),
@@ -241,10 +241,5 @@ impl Dataset {
             "last_listing": snap.last_listing.map(|t| t.to_rfc3339()),
             "last_error": snap.last_error,
         })
-    }
-
-    /// Names of the live segments.
-    pub(super) fn segment_names(&self) -> Vec<String> {
-        self.segments.lock().map(|l| l.values().map(|s| s.name().to_string()).collect()).unwrap_or_default()
     }
 }

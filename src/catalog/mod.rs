@@ -22,11 +22,13 @@ use std::{
 pub use crate::store::{Location, ObjectEntry};
 pub use dataset::{Dataset, Progress, Quarantined, Retrying, Snapshot};
 pub use refresh::EMPTY_LISTINGS_TO_BELIEVE;
+pub use segments::dir as segment_dir;
 
 use crate::{
     config::Config,
     engine::Engine,
     error::{Error, Result},
+    segment::{Segment, Tier},
     tlc::Alias,
 };
 
@@ -39,6 +41,8 @@ pub struct Catalog {
     cache_dir: PathBuf,
     min_version_wait: Duration,
     aliases: Arc<Vec<Alias>>,
+    /// The segments on local disk, bounded by `--cache-max-bytes`.
+    tier: Arc<Tier>,
 }
 
 impl Catalog {
@@ -81,13 +85,26 @@ impl Catalog {
             }
         }
         fetch::remove_partial_downloads(&config.cache_dir);
-        Ok(Catalog {
-            datasets,
-            engine,
-            cache_dir: config.cache_dir.clone(),
-            min_version_wait: config.min_version_wait,
-            aliases: Arc::new(config.column_aliases.clone()),
-        })
+        // Absolute: the datasets' views name the segments by path.
+        let cache_dir = std::fs::canonicalize(&config.cache_dir).map_err(Error::internal)?;
+        let tier = Tier::new(config.cache_max_bytes);
+        let aliases = Arc::new(config.column_aliases.clone());
+        let mut live = HashSet::new();
+        for ds in datasets.values() {
+            let convert = segments::Convert {
+                engine: engine.clone(),
+                aliases: aliases.clone(),
+                dir: segments::dir(&cache_dir),
+                dataset: ds.name.clone(),
+            };
+            live.extend(reopen(&convert, &tier, &cache_dir, ds)?);
+        }
+        match segments::prune(&segments::dir(&cache_dir), &live) {
+            Ok(n) if n > 0 => tracing::info!(removed = n, "removed unused segment files"),
+            Ok(_) => {}
+            Err(e) => tracing::warn!(error = %e, "could not prune segment files"),
+        }
+        Ok(Catalog { datasets, engine, cache_dir, min_version_wait: config.min_version_wait, aliases, tier })
     }
 
     /// How long a ticket's `min_version` may wait.
@@ -98,6 +115,21 @@ impl Catalog {
     /// Where the downloads, the store and the segments live.
     pub fn cache_dir(&self) -> &std::path::Path {
         &self.cache_dir
+    }
+
+    /// The segments on local disk.
+    pub fn tier(&self) -> &Arc<Tier> {
+        &self.tier
+    }
+
+    /// How to convert `ds`'s files.
+    fn converter(&self, ds: &Dataset) -> segments::Convert {
+        segments::Convert {
+            engine: self.engine.clone(),
+            aliases: self.aliases.clone(),
+            dir: segments::dir(&self.cache_dir),
+            dataset: ds.name.clone(),
+        }
     }
 
     pub fn engine(&self) -> &Arc<Engine> {
@@ -114,12 +146,6 @@ impl Catalog {
             let known: Vec<&str> = self.datasets.keys().map(String::as_str).collect();
             Error::NotFound(format!("unknown dataset {name:?}; known datasets: {}", known.join(", ")))
         })
-    }
-
-    /// Deletes segment files that no dataset uses (call once after the first pass).
-    pub fn prune_segments(&self) -> Result<usize> {
-        let live: HashSet<String> = self.datasets.values().flat_map(|d| d.segment_names()).collect();
-        segments::prune(&self.engine, &live)
     }
 
     /// Re-lists every dataset once (the `refresh` action, tests).
@@ -169,18 +195,47 @@ impl Catalog {
                 }
             });
         }
-        let catalog = self.clone();
         tokio::spawn(async move {
             for rx in first_passes {
                 let _ = rx.await;
             }
-            match catalog.prune_segments() {
-                Ok(n) if n > 0 => tracing::info!(removed = n, "removed unused segment files"),
-                Ok(_) => {}
-                Err(e) => tracing::warn!(error = %e, "could not prune segment files"),
-            }
         })
     }
+}
+
+/// Opens the segments of `ds`'s committed files (a restart); a file whose segment is missing or
+/// unreadable leaves the manifest, so the next listing ingests it again. Returns the names open.
+fn reopen(
+    convert: &segments::Convert,
+    tier: &Arc<Tier>,
+    cache_dir: &std::path::Path,
+    ds: &Dataset,
+) -> Result<Vec<String>> {
+    let engine = &convert.engine;
+    let (_, files) = engine.manifest(&ds.name)?;
+    let mut names = Vec::new();
+    for f in files {
+        let name = segments::segment_name(&ds.location.url, &ds.name, &f.key, &f.etag);
+        match Segment::open(&convert.dir, &name) {
+            Ok(seg) => {
+                let entry = ObjectEntry {
+                    key: f.key.clone(),
+                    size: f.size,
+                    etag: f.etag.clone(),
+                    last_modified: f.last_modified,
+                };
+                let rebuild = convert.rebuilder(&ds.location, cache_dir, entry, name.clone());
+                ds.replace_segment(&f.key, Some(tier.admit(seg, rebuild)));
+                names.push(name);
+            }
+            Err(e) => {
+                tracing::warn!(dataset = %ds.name, key = %f.key, error = %e, "segment missing: the file will be ingested again");
+                let staged = engine.remove(&ds.name, &f.key, crate::tlc::view_rank)?;
+                engine.commit_then(&staged.conn, || ())?;
+            }
+        }
+    }
+    Ok(names)
 }
 
 #[cfg(test)]

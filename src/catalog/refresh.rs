@@ -25,10 +25,10 @@ use tracing::Instrument;
 
 use super::{fetch, segments, Catalog, Dataset, ObjectEntry, Progress, Quarantined, Retrying, Snapshot};
 use crate::{
-    engine::{self, Engine, IngestOutcome, NewFile, Reading, Staged},
+    engine::{self, IngestOutcome, NewFile, Reading, Staged},
     error::{Error, Result},
     metrics,
-    segment::Segment,
+    segment::{Segment, Slot},
     tlc,
 };
 
@@ -122,7 +122,7 @@ impl Catalog {
         }
         for gone in known.iter().filter(|f| !listed.iter().any(|e| e.key == f.key)) {
             let (engine, name, key) = (self.engine.clone(), ds.name.clone(), gone.key.clone());
-            let staged = tokio::task::spawn_blocking(move || engine.remove(&name, &key));
+            let staged = tokio::task::spawn_blocking(move || engine.remove(&name, &key, tlc::view_rank));
             let staged = staged.await.map_err(Error::internal)??;
             self.commit(ds, staged, &gone.key, None, &pass).await?;
             tracing::info!(dataset = %ds.name, key = %gone.key, "removed");
@@ -156,7 +156,12 @@ impl Catalog {
                 pass.progress.rows_per_s = pass.progress.rows_done as f64 / secs;
                 let left = pass.progress.files_total - pass.progress.files_done;
                 pass.progress.eta_s = Some(secs / pass.progress.files_done as f64 * left as f64);
-                match self.commit(ds, *staged, &entry.key, segment, pass).await {
+                let slot = segment.map(|s| {
+                    let name = s.name().to_string();
+                    let rebuild = self.converter(ds).rebuilder(&ds.location, &self.cache_dir, entry.clone(), name);
+                    self.tier.admit(s, rebuild)
+                });
+                match self.commit(ds, *staged, &entry.key, slot.clone(), pass).await {
                     Ok(version) => {
                         metrics::FILE_EVENTS.with_label_values(&[name, "ingested"]).inc();
                         metrics::INGESTED_ROWS.with_label_values(&[name]).inc_by(rows);
@@ -165,7 +170,10 @@ impl Catalog {
                             total = p.files_total, rows_per_s = p.rows_per_s as u64,
                             eta_s = p.eta_s.unwrap_or(0.0) as u64, "ingested");
                     }
-                    Err(e) => self.retry(ds, entry, pass, format!("could not publish: {e}")),
+                    Err(e) => {
+                        slot.inspect(|s| s.retire());
+                        self.retry(ds, entry, pass, format!("could not publish: {e}"))
+                    }
                 }
             }
             Ok((IngestOutcome::Quarantined(reason), _)) => {
@@ -194,31 +202,25 @@ impl Catalog {
         });
     }
 
-    /// Reads the local copy into the dataset, staged (not yet committed), and builds the file's
-    /// segment from the staged rows (None when the dataset is not taxi-shaped).
+    /// Builds the file's segment from the local copy, then stages the file (not yet committed).
     #[tracing::instrument(name = "convert", skip_all)]
     async fn convert(&self, ds: &Dataset, entry: &ObjectEntry, local: &std::path::Path) -> Result<Converted> {
-        let (engine, aliases) = (self.engine.clone(), self.aliases.clone());
-        let (name, e, path) = (ds.name.clone(), entry.clone(), local.to_path_buf());
+        let (convert, engine) = (self.converter(ds), self.engine.clone());
+        let name = segments::segment_name(&ds.location.url, &ds.name, &entry.key, &entry.etag);
+        let (dataset, e, path) = (ds.name.clone(), entry.clone(), local.to_path_buf());
         tokio::task::spawn_blocking(move || {
-            let file = match engine.describe(&path) {
-                Ok(cols) => cols,
+            let (segment, columns) = match convert.run(&name, &path) {
+                Ok(built) => built,
                 Err(outcome) => return Ok((outcome, None)),
             };
-            let columns = match tlc::map_columns(&name, &file, &aliases) {
-                Ok(c) => c,
-                Err(reason) => return Ok((IngestOutcome::Quarantined(reason), None)),
-            };
             let new = NewFile { key: &e.key, etag: &e.etag, size: e.size, last_modified: e.last_modified };
-            let reading = Reading { columns: &columns, view_rank: tlc::view_rank, order_by: Some(tlc::PICKUP) };
-            let staged = match engine.ingest(&name, &new, &path, reading)? {
-                IngestOutcome::Ingested(staged) => staged,
-                other => return Ok((other, None)),
-            };
-            match segments::build(&engine, &staged.conn, &name, &e.key, &e.etag, staged.rows) {
-                Ok(segment) => Ok((IngestOutcome::Ingested(staged), segment)),
-                // Dropping `staged` rolls the file back.
-                Err(x) => Ok((IngestOutcome::failed(&format!("could not build the file's segment: {x}")), None)),
+            let reading = Reading { columns: &columns, view_rank: tlc::view_rank };
+            match engine.stage(&dataset, &new, segment.rows(), segment.data_path(), reading)? {
+                staged @ IngestOutcome::Ingested(_) => Ok((staged, Some(segment))),
+                other => {
+                    segment.retire();
+                    Ok((other, None))
+                }
             }
         })
         .await
@@ -233,10 +235,10 @@ impl Catalog {
         ds: &Arc<Dataset>,
         staged: Staged,
         key: &str,
-        segment: Option<Arc<Segment>>,
+        segment: Option<Arc<Slot>>,
         pass: &Pass,
     ) -> Result<u64> {
-        let (engine, ds2, key) = (self.engine.clone(), ds.clone(), key.to_string());
+        let (engine, ds2, key, tier) = (self.engine.clone(), ds.clone(), key.to_string(), self.tier.clone());
         let (quarantined, retrying, last_error, progress) =
             (pass.quarantined.clone(), pass.retrying.clone(), pass.last_error.clone(), pass.progress.clone());
         tokio::task::spawn_blocking(move || {
@@ -245,14 +247,16 @@ impl Catalog {
                 Some(s) => live.insert(key.clone(), s.clone()),
                 None => live.remove(&key),
             };
-            let mut snap = snapshot_in(&engine, &staged.conn, &ds2.name, &live)?;
+            let mut snap = snapshot_in(&staged.conn, &ds2.name, &live)?;
             (snap.quarantined, snap.retrying, snap.last_error, snap.progress) =
                 (quarantined, retrying, last_error, progress);
             let version = snap.version;
+            anchor(&snap);
             engine.commit_then(&staged.conn, || {
                 ds2.replace_segment(&key, segment);
                 ds2.publish(snap);
             })?;
+            tier.enforce();
             Ok(version)
         })
         .await
@@ -261,25 +265,21 @@ impl Catalog {
 
     /// Publishes the committed state again with the pass's bookkeeping (end of a pass).
     async fn republish(&self, ds: &Arc<Dataset>, pass: &Pass) -> Result<u64> {
-        let (engine, ds2) = (self.engine.clone(), ds.clone());
+        let (engine, ds2, tier) = (self.engine.clone(), ds.clone(), self.tier.clone());
         let (quarantined, retrying, last_error, progress) =
             (pass.quarantined.clone(), pass.retrying.clone(), pass.last_error.clone(), pass.progress.clone());
         tokio::task::spawn_blocking(move || {
             let live = ds2.segments.lock().map_err(|_| Error::internal("segments lock poisoned"))?.clone();
             let conn = engine.connect()?;
             engine.begin_read(&conn)?;
-            let mut snap = snapshot_in(&engine, &conn, &ds2.name, &live)?;
+            let mut snap = snapshot_in(&conn, &ds2.name, &live)?;
             (snap.quarantined, snap.retrying, snap.last_error, snap.progress) =
                 (quarantined, retrying, last_error, progress);
             snap.last_listing = Some(Utc::now());
-            // Files ingested before a restart get their live segment here.
-            for (f, s) in snap.files.iter().zip(&snap.segments) {
-                if live.get(&f.key).is_none_or(|l| l.name() != s.name()) {
-                    ds2.replace_segment(&f.key, Some(s.clone()));
-                }
-            }
             let version = snap.version;
+            anchor(&snap);
             ds2.publish(snap);
+            tier.enforce();
             Ok(version)
         })
         .await
@@ -287,27 +287,29 @@ impl Catalog {
     }
 }
 
-/// The snapshot of `dataset` as `conn`'s transaction sees it; `live` are the segments already
-/// open, by key. A segment is used only if it was built from the file's current ETag; others are
-/// opened from disk or rebuilt from the table.
-fn snapshot_in(
-    engine: &Engine,
-    conn: &Connection,
-    dataset: &str,
-    live: &BTreeMap<String, Arc<Segment>>,
-) -> Result<Snapshot> {
+/// Anchors the first file (by key) of each schema among `snap`'s files: the file DuckDB binds
+/// that part of the view with (the store lists each schema's files in key order).
+fn anchor(snap: &Snapshot) {
+    let mut seen: Vec<&arrow::datatypes::SchemaRef> = Vec::new();
+    for slot in &snap.segments {
+        let first = !seen.iter().any(|s| s.fields() == slot.schema().fields());
+        if first {
+            seen.push(slot.schema());
+        }
+        slot.anchor(first);
+    }
+}
+
+/// The snapshot of `dataset` as `conn`'s transaction sees it; `live` are the segments open, by
+/// key (each file has one: the pipeline builds it before staging the file, and a restart drops
+/// files whose segment is gone).
+fn snapshot_in(conn: &Connection, dataset: &str, live: &BTreeMap<String, Arc<Slot>>) -> Result<Snapshot> {
     let (version, files) = engine::manifest(conn, dataset)?;
     let columns = engine::view_columns(conn, dataset)?;
     let schema = engine::arrow_schema(conn, dataset)?;
-    let mut opened = Vec::with_capacity(files.len());
-    for f in &files {
-        let current = segments::segment_name(dataset, &f.key, &f.etag);
-        match live.get(&f.key).filter(|s| s.name() == current) {
-            Some(s) => opened.push(s.clone()),
-            None => opened.extend(segments::open_or_rebuild(engine, dataset, f)?),
-        }
-    }
-    // A dataset without taxi columns has no segments; the built-in tickets refuse it.
-    let segments = if opened.len() == files.len() { opened } else { Vec::new() };
+    let segments = files
+        .iter()
+        .map(|f| live.get(&f.key).cloned().ok_or_else(|| Error::internal(format!("{} has no segment", f.key))))
+        .collect::<Result<Vec<_>>>()?;
     Ok(Snapshot { version, files, segments, columns, schema, last_listing: Some(Utc::now()), ..Snapshot::default() })
 }

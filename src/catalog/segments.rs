@@ -1,46 +1,53 @@
-//! The segments of a dataset's files (see [`crate::segment`]): built by the pipeline from the
-//! rows the store staged for a file, found again after a restart, pruned when their file goes.
+//! The segments of a dataset's files (see [`crate::segment`]): built by the pipeline from a
+//! file's local copy, found again after a restart, pruned when their file goes.
 //!
-//! A segment's name hashes (dataset, key, ETag): a restart finds the segments of the files already
-//! ingested and only rebuilds missing ones, from the store's committed rows.
+//! A segment's name hashes (location, dataset, key, ETag): a restart finds the segments of the
+//! files already ingested, and another location's rows can never be taken for this one's.
 
-use std::{collections::HashSet, path::PathBuf, sync::Arc};
-
-use duckdb::Connection;
-use sha2::{Digest, Sha256};
-
-use crate::{
-    engine::{self, Column, Engine, FileRow},
-    error::{Error, Result},
-    rule,
-    segment::{self, Segment},
+use std::{
+    collections::HashSet,
+    path::{Path, PathBuf},
+    sync::Arc,
 };
 
-/// The columns a segment needs (the built-in tickets' columns).
+use sha2::{Digest, Sha256};
+
+use super::{fetch, Location, ObjectEntry};
+use crate::{
+    engine::{self, Engine, IngestOutcome, Mapped},
+    error::{Error, Result},
+    rule,
+    segment::{self, Rebuild, Segment},
+    tlc::{self, Alias},
+};
+
+/// The columns that make a file taxi-shaped (the built-in tickets' columns).
 const TLC: [&str; 3] = ["tpep_pickup_datetime", "tpep_dropoff_datetime", "trip_distance"];
 
 /// The segment layout's version: a new layout gets new names, so old segments are rebuilt (and
 /// then pruned) instead of misread.
-const LAYOUT: &str = "segment-v2";
+const LAYOUT: &str = "segment-v3";
 
-/// The segment name of one version of one file.
-pub fn segment_name(dataset: &str, key: &str, etag: &str) -> String {
-    let digest = Sha256::digest(format!("{LAYOUT}\n{dataset}\n{key}\n{etag}"));
+/// The segment name of one version of one file at one location.
+pub fn segment_name(url: &str, dataset: &str, key: &str, etag: &str) -> String {
+    let digest = Sha256::digest(format!("{LAYOUT}\n{url}\n{dataset}\n{key}\n{etag}"));
     hex::encode(&digest[..16])
 }
 
-fn dir(engine: &Engine) -> PathBuf {
-    engine.dir().join("segments")
+/// Where segments live, under the cache directory.
+pub fn dir(cache_dir: &Path) -> PathBuf {
+    cache_dir.join("segments")
 }
 
-/// The build query for one file's rows (its key is the parameter), or None when the dataset
-/// lacks the TLC columns: the rows in segment order with the default rule's outlier flag.
-fn build_sql(dataset: &str, columns: &[Column]) -> Option<String> {
+/// The build query for one file's rows: as the dataset names them, and for taxi-shaped files in
+/// segment order with the default rule's outlier flag.
+fn build_sql(local: &Path, columns: &[Mapped]) -> String {
+    let rows = engine::file_select(local, columns);
     if !TLC.iter().all(|c| columns.iter().any(|col| col.name == *c)) {
-        return None;
+        return rows;
     }
     let reason = rule::DEFAULT.reason_sql("_bridge_hours", "_bridge_mph", "CAST(trip_distance AS DOUBLE)");
-    Some(format!(
+    format!(
         "WITH f AS ({rows}),
          a AS (
            SELECT *,
@@ -52,56 +59,93 @@ fn build_sql(dataset: &str, columns: &[Column]) -> Option<String> {
          SELECT * EXCLUDE (_bridge_hours, _bridge_mph), ({reason}) IS NOT NULL AS {flag}
          FROM b
          ORDER BY CAST(tpep_pickup_datetime AS DATE) NULLS LAST, {flag} DESC, trip_distance DESC NULLS LAST",
-        rows = engine::file_rows(dataset, columns),
         us = rule::US_PER_HOUR as i64,
         flag = engine::quote_ident(segment::OUTLIER_COLUMN),
-    ))
+    )
 }
 
-/// Builds the segment of `key` (at `etag`, `rows` rows) from what `conn`'s transaction sees;
-/// None when the dataset is not taxi-shaped.
+/// Builds segment `name` in `dir` from the local Parquet file `local`, read as `columns` say.
+/// A file DuckDB cannot read as mapped is the file's fault ([`IngestOutcome::Quarantined`]);
+/// anything else can pass ([`IngestOutcome::Retry`]).
 pub fn build(
     engine: &Engine,
-    conn: &Connection,
-    dataset: &str,
-    key: &str,
-    etag: &str,
-    rows: u64,
-) -> Result<Option<Arc<Segment>>> {
-    let columns = engine::view_columns(conn, dataset)?;
-    let Some(sql) = build_sql(dataset, &columns) else { return Ok(None) };
-    let (dir, name) = (dir(engine), segment_name(dataset, key, etag));
-    let builder = engine::fold_batches(
-        conn,
-        &sql,
-        &[&key],
-        |schema| segment::Builder::new(schema, rows, &dir, &name),
+    dir: &Path,
+    name: &str,
+    local: &Path,
+    columns: &[Mapped],
+) -> std::result::Result<Arc<Segment>, IngestOutcome> {
+    let conn = engine.connect().map_err(|e| IngestOutcome::Retry(e.to_string()))?;
+    let built = engine::fold_batches(
+        &conn,
+        &build_sql(local, columns),
+        &[],
+        |schema| segment::Builder::new(schema, dir, name),
         |b, batch| b.push(batch),
-    )?;
-    builder.finish().map(Some)
+    )
+    .and_then(segment::Builder::finish);
+    built.map_err(|e| {
+        remove_parts(dir, name);
+        match e {
+            Error::Internal(m) => IngestOutcome::failed(&m),
+            other => IngestOutcome::failed(&other.to_string()),
+        }
+    })
 }
 
-/// The segment of an ingested file: opened if it exists, rebuilt from the store if not.
-pub fn open_or_rebuild(engine: &Engine, dataset: &str, file: &FileRow) -> Result<Option<Arc<Segment>>> {
-    let name = segment_name(dataset, &file.key, &file.etag);
-    if let Ok(s) = Segment::open(&dir(engine), &name) {
-        return Ok(Some(s));
+/// What converting one file needs.
+#[derive(Clone)]
+pub struct Convert {
+    pub engine: Arc<Engine>,
+    pub aliases: Arc<Vec<Alias>>,
+    pub dir: PathBuf,
+    pub dataset: String,
+}
+
+impl Convert {
+    /// Reads the local copy `local` of a file as the dataset names its columns and builds its
+    /// segment `name`; returns the segment and the columns as mapped.
+    pub fn run(&self, name: &str, local: &Path) -> std::result::Result<(Arc<Segment>, Vec<Mapped>), IngestOutcome> {
+        let file = self.engine.describe(local)?;
+        let columns = tlc::map_columns(&self.dataset, &file, &self.aliases).map_err(IngestOutcome::Quarantined)?;
+        let segment = build(&self.engine, &self.dir, name, local, &columns)?;
+        Ok((segment, columns))
     }
-    let conn = engine.connect()?;
-    conn.execute_batch("BEGIN TRANSACTION")?;
-    let built = build(engine, &conn, dataset, &file.key, &file.etag, file.rows);
-    conn.execute_batch("COMMIT")?;
-    built
+
+    /// How to build `entry`'s segment `name` again once evicted: fetch the object, convert it.
+    /// The returned function blocks; it runs on the query's blocking thread.
+    pub fn rebuilder(&self, location: &Location, cache_dir: &Path, entry: ObjectEntry, name: String) -> Rebuild {
+        let (this, location, cache_dir) = (self.clone(), location.clone(), cache_dir.to_path_buf());
+        let runtime = tokio::runtime::Handle::try_current();
+        Box::new(move || {
+            let runtime = runtime.as_ref().map_err(|e| Error::internal(format!("no runtime to fetch with: {e}")))?;
+            let local = runtime.block_on(fetch::local_copy(&location, &entry, &cache_dir))?;
+            let built = this.run(&name, &local);
+            runtime.block_on(fetch::release(&location, &local));
+            tracing::info!(dataset = %this.dataset, key = %entry.key, ok = built.is_ok(), "rebuilt an evicted segment");
+            built.map(|(s, _)| s).map_err(|outcome| {
+                Error::Unavailable(format!("could not bring back {} from its source: {outcome:?}", entry.key))
+            })
+        })
+    }
 }
 
-/// Deletes segment files whose names are not in `live` (left by replaced files or crashes).
-pub fn prune(engine: &Engine, live: &HashSet<String>) -> Result<usize> {
-    let Ok(entries) = std::fs::read_dir(dir(engine)) else { return Ok(0) };
+/// Removes what an unfinished build of `name` left.
+fn remove_parts(dir: &Path, name: &str) {
+    for ext in ["parquet.part", "keys.part"] {
+        let _ = std::fs::remove_file(dir.join(format!("{name}.{ext}")));
+    }
+}
+
+/// Deletes segment files whose names are not in `live` (left by replaced files, crashes or
+/// interrupted builds).
+pub fn prune(dir: &Path, live: &HashSet<String>) -> Result<usize> {
+    let Ok(entries) = std::fs::read_dir(dir) else { return Ok(0) };
     let mut removed = 0;
     for entry in entries {
         let path = entry.map_err(Error::internal)?.path();
-        let stem = path.file_name().and_then(|n| n.to_str()).and_then(|n| n.split('.').next()).unwrap_or("");
-        if !live.contains(stem) {
+        let name = path.file_name().and_then(|n| n.to_str()).unwrap_or("");
+        let stem = name.split('.').next().unwrap_or("");
+        if !live.contains(stem) || name.ends_with(".part") {
             std::fs::remove_file(&path).map_err(Error::internal)?;
             removed += 1;
         }

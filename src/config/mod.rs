@@ -66,9 +66,14 @@ pub struct Config {
     /// Most rows a JSON answer of the HTTP API may hold (JSON is built whole; Arrow and CSV stream).
     #[arg(long, env = "BRIDGE_HTTP_JSON_MAX_ROWS", default_value_t = 100_000)]
     pub http_json_max_rows: u64,
-    /// Where Bridge keeps its DuckDB store and downloaded objects.
+    /// Where Bridge keeps its segments (the local copy of every file), its catalog and downloads.
     #[arg(long, env = "BRIDGE_CACHE_DIR", default_value = "./.cache/bridge")]
     pub cache_dir: PathBuf,
+    /// Most bytes of segments kept on local disk, e.g. 20GB, 512MiB, 1000000 (unset: no bound).
+    /// Past it the least recently used ones not being read are removed, and built again from
+    /// their source when a query needs them.
+    #[arg(long, env = "BRIDGE_CACHE_MAX_BYTES", value_parser = parse_bytes)]
+    pub cache_max_bytes: Option<u64>,
     /// How often each dataset's location is re-listed, e.g. 1s, 500ms, 1m.
     #[arg(long, env = "BRIDGE_REFRESH_INTERVAL", default_value = "1s", value_parser = parse_duration)]
     pub refresh_interval: Duration,
@@ -194,6 +199,7 @@ impl Default for Config {
             http_json_max_rows: 100_000,
             otlp_endpoint: None,
             cache_dir: PathBuf::from("./.cache/bridge"),
+            cache_max_bytes: None,
             refresh_interval: Duration::from_secs(1),
             dataset_refresh: Vec::new(),
             column_aliases: Vec::new(),
@@ -230,6 +236,26 @@ pub fn parse_refresh(s: &str) -> Result<(String, Duration), String> {
     Ok((name.trim().to_string(), parse_duration(d)?))
 }
 
+/// `1000000`, `500KB`, `20GB` (powers of 1000) or `512MiB`, `2GiB` (powers of 1024).
+pub fn parse_bytes(s: &str) -> Result<u64, String> {
+    let s = s.trim();
+    let (num, unit) = s.find(|c: char| !c.is_ascii_digit() && c != '.').map_or((s, ""), |i| s.split_at(i));
+    let n: f64 = num.parse().map_err(|_| format!("bad size {s:?}; use e.g. 1000000, 500MB, 2GiB"))?;
+    let scale: f64 = match unit.trim().to_ascii_lowercase().as_str() {
+        "" | "b" => 1.0,
+        "kb" => 1e3,
+        "mb" => 1e6,
+        "gb" => 1e9,
+        "tb" => 1e12,
+        "kib" => 1024.0,
+        "mib" => 1024.0 * 1024.0,
+        "gib" => 1024.0 * 1024.0 * 1024.0,
+        "tib" => 1024.0 * 1024.0 * 1024.0 * 1024.0,
+        _ => return Err(format!("bad size unit in {s:?}; use B, KB, MB, GB, TB, KiB, MiB, GiB or TiB")),
+    };
+    Ok((n * scale) as u64)
+}
+
 /// `250ms`, `1s`, `2m`, or plain seconds.
 pub fn parse_duration(s: &str) -> Result<Duration, String> {
     let s = s.trim();
@@ -254,6 +280,16 @@ mod tests {
         assert_eq!(parse_duration("2m"), Ok(Duration::from_secs(120)));
         assert_eq!(parse_duration("3"), Ok(Duration::from_secs(3)));
         assert!(parse_duration("3h").is_err());
+    }
+
+    #[test]
+    fn sizes() {
+        assert_eq!(parse_bytes("1000000"), Ok(1_000_000));
+        assert_eq!(parse_bytes("20GB"), Ok(20_000_000_000));
+        assert_eq!(parse_bytes("512MiB"), Ok(512 << 20));
+        assert_eq!(parse_bytes("1.5 kb"), Ok(1500));
+        assert!(parse_bytes("3 furlongs").is_err());
+        assert!(parse_bytes("-1GB").is_err());
     }
 
     #[test]

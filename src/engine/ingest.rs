@@ -1,10 +1,10 @@
-//! Folding Parquet files into a dataset's native table, one transaction per file.
+//! A dataset's files, schema and view, one transaction per file.
 
 use std::path::Path;
 
 use duckdb::{params, Connection, OptionalExt};
 
-use super::{path_literal, quote_ident, schema, table_name, Column, Engine, Mapped};
+use super::{path_literal, quote_ident, quote_literal, schema, table_name, Column, Engine, Mapped};
 use crate::error::Result;
 
 /// A file of a published manifest.
@@ -17,9 +17,9 @@ pub struct FileRow {
     pub last_modified: chrono::DateTime<chrono::Utc>,
 }
 
-/// A file's rows, written but not yet committed: the caller reads what it will publish through
-/// [`Staged::conn`] (which sees the new rows: the pipeline builds the file's segment from them),
-/// then commits with [`Engine::commit_then`]. Dropping it rolls everything back.
+/// A change to a dataset's files, made but not yet committed: the caller reads what it will
+/// publish through [`Staged::conn`] (which sees the change), then commits with
+/// [`Engine::commit_then`]. Dropping it rolls everything back.
 pub struct Staged {
     pub conn: Connection,
     pub rows: u64,
@@ -68,17 +68,13 @@ impl IngestOutcome {
     }
 }
 
-/// The column the store adds to remember which file a row came from.
-pub(crate) const FILE_COLUMN: &str = "_bridge_file";
-
-/// The dataset's columns (without the internal file column), in table order.
+/// The dataset's columns, in table order (the table holds no rows: it keeps the schema).
 pub fn columns(conn: &Connection, dataset: &str) -> Result<Vec<Column>> {
     let mut stmt = conn.prepare(
         "SELECT column_name, data_type FROM information_schema.columns
-         WHERE table_schema = 'bridge' AND table_name = ? AND column_name <> ? ORDER BY ordinal_position",
+         WHERE table_schema = 'bridge' AND table_name = ? ORDER BY ordinal_position",
     )?;
-    let rows = stmt
-        .query_map(params![format!("t_{dataset}"), FILE_COLUMN], |r| Ok(Column { name: r.get(0)?, ty: r.get(1)? }))?;
+    let rows = stmt.query_map(params![format!("t_{dataset}")], |r| Ok(Column { name: r.get(0)?, ty: r.get(1)? }))?;
     Ok(rows.collect::<Result<Vec<_>, _>>()?)
 }
 
@@ -109,16 +105,47 @@ pub fn view_columns(conn: &Connection, dataset: &str) -> Result<Vec<Column>> {
     Ok(rows.collect::<Result<Vec<_>, _>>()?)
 }
 
-/// (Re)creates the dataset's view: the table's columns ordered by `rank`, then table order.
+/// (Re)creates the dataset's view over its files' Parquet copies: the table's columns ordered by
+/// `rank`, then table order, each cast to the table's type. Files with the same columns (an era)
+/// are read by one `read_parquet`, and the eras are stacked with `UNION ALL`, each reading a
+/// column it lacks as NULL. (`union_by_name` would do the same, but it opens every file's footer
+/// whenever a query is bound: tens of megabytes for a year of files.)
 fn refresh_view(conn: &Connection, dataset: &str, rank: fn(&str) -> usize) -> Result<()> {
     let mut cols = columns(conn, dataset)?;
     cols.sort_by_key(|c| rank(&c.name));
-    let cols: Vec<String> = cols.iter().map(|c| quote_ident(&c.name)).collect();
+    let mut stmt = conn.prepare("SELECT path, columns FROM bridge.files WHERE dataset = ? ORDER BY key")?;
+    let files = stmt
+        .query_map(params![dataset], |r| Ok((r.get::<_, String>(0)?, r.get::<_, String>(1)?)))?
+        .collect::<Result<Vec<_>, _>>()?;
+    let mut eras: std::collections::BTreeMap<&str, Vec<String>> = Default::default();
+    for (path, columns) in &files {
+        eras.entry(columns).or_default().push(quote_literal(path));
+    }
+    let mut branches: Vec<String> = eras
+        .iter()
+        .map(|(era, paths)| {
+            let select: Vec<String> = cols
+                .iter()
+                .map(|c| {
+                    let has = era
+                        .split('\n')
+                        .any(|f| f.rsplit_once('\t').is_some_and(|(n, _)| n.eq_ignore_ascii_case(&c.name)));
+                    let value = if has { quote_ident(&c.name) } else { "NULL".to_string() };
+                    format!("CAST({value} AS {}) AS {}", c.ty, quote_ident(&c.name))
+                })
+                .collect();
+            format!("SELECT {} FROM read_parquet([{}])", select.join(", "), paths.join(", "))
+        })
+        .collect();
+    if branches.is_empty() {
+        let select: Vec<String> =
+            cols.iter().map(|c| format!("CAST(NULL AS {}) AS {}", c.ty, quote_ident(&c.name))).collect();
+        branches.push(format!("SELECT {} WHERE false", select.join(", ")));
+    }
     conn.execute_batch(&format!(
-        "CREATE OR REPLACE VIEW main.{} AS SELECT {} FROM {}",
+        "CREATE OR REPLACE VIEW main.{} AS {}",
         quote_ident(dataset),
-        cols.join(", "),
-        table_name(dataset)
+        branches.join(" UNION ALL ")
     ))?;
     Ok(())
 }
@@ -129,7 +156,7 @@ fn apply(conn: &Connection, dataset: &str, file: &[Mapped]) -> std::result::Resu
     let exec = |sql: String| conn.execute_batch(&sql);
     if current.is_empty() {
         let defs: Vec<String> = file.iter().map(|c| format!("{} {}", quote_ident(&c.name), c.ty)).collect();
-        exec(format!("CREATE TABLE IF NOT EXISTS {table} ({}, {FILE_COLUMN} VARCHAR)", defs.join(", ")))?;
+        exec(format!("CREATE TABLE IF NOT EXISTS {table} ({})", defs.join(", ")))?;
     } else {
         let plan = schema::unify(&current, file);
         for c in &plan.retype {
@@ -150,20 +177,10 @@ fn as_duckdb(e: impl std::fmt::Display) -> duckdb::Error {
     duckdb::Error::ToSqlConversionFailure(e.to_string().into())
 }
 
-/// `SELECT` list that reads `file`'s columns into the table's, by name, NULL where missing.
-fn projection(table: &[Column], file: &[Mapped]) -> String {
-    table
-        .iter()
-        .map(|t| {
-            let expr = match file.iter().find(|f| f.name.eq_ignore_ascii_case(&t.name)) {
-                Some(f) if f.ty == t.ty => f.expr.clone(),
-                Some(f) => format!("CAST({} AS {})", f.expr, t.ty),
-                None => format!("CAST(NULL AS {})", t.ty),
-            };
-            format!("{expr} AS {}", quote_ident(&t.name))
-        })
-        .collect::<Vec<_>>()
-        .join(", ")
+/// The rows of the local Parquet file `local` under the dataset's names for them (`columns`).
+pub fn file_select(local: &Path, columns: &[Mapped]) -> String {
+    let cols: Vec<String> = columns.iter().map(|c| format!("{} AS {}", c.expr, quote_ident(&c.name))).collect();
+    format!("SELECT {} FROM read_parquet({})", cols.join(", "), path_literal(local))
 }
 
 /// One object to ingest: its key, version and listing facts.
@@ -175,14 +192,11 @@ pub struct NewFile<'a> {
     pub last_modified: chrono::DateTime<chrono::Utc>,
 }
 
-/// How the dataset reads a file: its mapped columns, where each column goes in the view, and
-/// the column the rows are stored in order of, when the table has it (so DuckDB's zone maps skip
-/// row groups outside a range).
+/// How the dataset reads a file: its mapped columns, and where each column goes in the view.
 #[derive(Debug, Clone, Copy)]
 pub struct Reading<'a> {
     pub columns: &'a [Mapped],
     pub view_rank: fn(&str) -> usize,
-    pub order_by: Option<&'a str>,
 }
 
 impl Engine {
@@ -196,46 +210,41 @@ impl Engine {
         }
     }
 
-    /// Replaces `entry`'s rows in `dataset` with the rows of the local file `local`, read as
-    /// `reading` says, atomically.
-    pub fn ingest(&self, dataset: &str, entry: &NewFile, local: &Path, reading: Reading) -> Result<IngestOutcome> {
+    /// Stages `entry` as `dataset`'s file whose `rows` rows are the local Parquet file `rows_at`
+    /// (written by the caller with the columns `reading` maps): the schema widens to hold them
+    /// and the view lists them. Nothing is visible until committed.
+    pub fn stage(
+        &self,
+        dataset: &str,
+        entry: &NewFile,
+        rows: u64,
+        rows_at: &Path,
+        reading: Reading,
+    ) -> Result<IngestOutcome> {
         let conn = self.connect()?;
         conn.execute_batch("BEGIN TRANSACTION")?;
-        let result = (|| -> std::result::Result<(u64, u64), duckdb::Error> {
-            let table_cols = apply(&conn, dataset, reading.columns)?;
-            let table = table_name(dataset);
-            let cols: Vec<String> = table_cols.iter().map(|c| quote_ident(&c.name)).collect();
-            let order = match reading.order_by.filter(|o| table_cols.iter().any(|c| c.name == *o)) {
-                Some(column) => format!(" ORDER BY {}", quote_ident(column)),
-                None => String::new(),
-            };
-            conn.execute(&format!("DELETE FROM {table} WHERE {FILE_COLUMN} = ?"), params![entry.key])?;
-            let rows = conn.execute(
-                &format!(
-                    "INSERT INTO {table} ({}, {FILE_COLUMN}) SELECT {}, ? FROM read_parquet({}){order}",
-                    cols.join(", "),
-                    projection(&table_cols, reading.columns),
-                    path_literal(local)
-                ),
-                params![entry.key],
-            )?;
+        // The file's columns as stored: files that agree form one era of the view.
+        let names: Vec<String> = reading.columns.iter().map(|c| format!("{}\t{}", c.name, c.ty)).collect();
+        let result = (|| -> std::result::Result<u64, duckdb::Error> {
+            apply(&conn, dataset, reading.columns)?;
             conn.execute(
-                "INSERT OR REPLACE INTO bridge.files VALUES (?, ?, ?, ?, ?, make_timestamptz(?))",
+                "INSERT OR REPLACE INTO bridge.files VALUES (?, ?, ?, ?, ?, make_timestamptz(?), ?, ?)",
                 params![
                     dataset,
                     entry.key,
                     entry.etag,
                     entry.size as i64,
                     rows as i64,
-                    entry.last_modified.timestamp_micros()
+                    entry.last_modified.timestamp_micros(),
+                    rows_at.display().to_string(),
+                    names.join("\n"),
                 ],
             )?;
             refresh_view(&conn, dataset, reading.view_rank).map_err(as_duckdb)?;
-            let version = bump_version(&conn, dataset).map_err(as_duckdb)?;
-            Ok((rows as u64, version))
+            bump_version(&conn, dataset).map_err(as_duckdb)
         })();
         match result {
-            Ok((rows, version)) => Ok(IngestOutcome::Ingested(Box::new(Staged { conn, rows, version }))),
+            Ok(version) => Ok(IngestOutcome::Ingested(Box::new(Staged { conn, rows, version }))),
             Err(reason) => {
                 conn.execute_batch("ROLLBACK")?;
                 Ok(IngestOutcome::failed(&reason.to_string()))
@@ -243,16 +252,15 @@ impl Engine {
         }
     }
 
-    /// Stages the removal of a file's rows from `dataset`, one version step (commit it with
+    /// Stages the removal of a file from `dataset`, one version step (commit it with
     /// [`Engine::commit_then`]).
-    pub fn remove(&self, dataset: &str, key: &str) -> Result<Staged> {
+    pub fn remove(&self, dataset: &str, key: &str, view_rank: fn(&str) -> usize) -> Result<Staged> {
         let conn = self.connect()?;
         conn.execute_batch("BEGIN TRANSACTION")?;
-        let table = table_name(dataset);
-        if !columns(&conn, dataset)?.is_empty() {
-            conn.execute(&format!("DELETE FROM {table} WHERE {FILE_COLUMN} = ?"), params![key])?;
-        }
         conn.execute("DELETE FROM bridge.files WHERE dataset = ? AND key = ?", params![dataset, key])?;
+        if !columns(&conn, dataset)?.is_empty() {
+            refresh_view(&conn, dataset, view_rank)?;
+        }
         let version = bump_version(&conn, dataset)?;
         Ok(Staged { conn, rows: 0, version })
     }

@@ -1,10 +1,11 @@
 //! DuckDB: the accelerated local store, its sandbox, and the blocking→async stream bridge.
 //!
-//! Every dataset's rows are ingested into a native DuckDB table (`bridge."t_<name>"`, sorted by
-//! pickup time so zone maps skip row groups outside a range), with a view `main."<name>"` for
-//! queries. One file = one transaction, so a file appears whole or not at all and running queries
-//! keep their snapshot. DuckDB never touches the network: remote objects are fetched by
-//! `object_store` first.
+//! The database holds the catalog, not the rows: which files each dataset has (`bridge.files`,
+//! with the local Parquet copy of each file's rows, written by the caller), its version, and its
+//! schema (the empty table `bridge."t_<name>"`, widened as files arrive). Queries read the view
+//! `main."<name>"` over the files' copies. One file = one transaction, so a file appears whole or
+//! not at all and running queries keep their snapshot. DuckDB never touches the network: remote
+//! objects are fetched by `object_store` first.
 
 mod ingest;
 mod portable;
@@ -20,7 +21,7 @@ use std::{
 use duckdb::{Connection, OptionalExt};
 
 pub use crate::answer::{Encoded, Piece, Pieces, QueryStream};
-pub use ingest::{FileRow, IngestOutcome, NewFile, Reading, Staged};
+pub use ingest::{file_select, FileRow, IngestOutcome, NewFile, Reading, Staged};
 pub use raw::Parameter;
 pub use schema::{Column, Mapped};
 pub use stream::{Planned, QueryPlan};
@@ -86,8 +87,8 @@ impl Engine {
         )?;
         let conn = raw.connect()?;
         let tmp = dir.join("tmp");
-        // Only what DuckDB must read: its spill directory and the callers' (downloads, local
-        // datasets). Not the store, not the segments, not the cache's other files.
+        // Only what DuckDB must read: its spill directory and the callers' (downloads, segments,
+        // local datasets). Not the catalog, not the cache's other files.
         let mut allowed: Vec<String> = vec![quote_literal(&format!("{}/", tmp.display()))];
         for d in &opts.allowed_dirs {
             allowed.push(quote_literal(&format!("{}/", d.display())));
@@ -101,11 +102,12 @@ impl Engine {
              SET enable_external_access = false;
              SET autoinstall_known_extensions = false;
              SET allow_community_extensions = false;
+             SET enable_external_file_cache = false;
              SET lock_configuration = true;
              CREATE SCHEMA IF NOT EXISTS bridge;
              CREATE TABLE IF NOT EXISTS bridge.files (
                dataset VARCHAR, key VARCHAR, etag VARCHAR, size BIGINT, rows BIGINT,
-               last_modified TIMESTAMPTZ, PRIMARY KEY (dataset, key));
+               last_modified TIMESTAMPTZ, path VARCHAR, columns VARCHAR, PRIMARY KEY (dataset, key));
              CREATE TABLE IF NOT EXISTS bridge.versions (dataset VARCHAR PRIMARY KEY, version BIGINT);
              CREATE TABLE IF NOT EXISTS bridge.locations (dataset VARCHAR PRIMARY KEY, url VARCHAR);",
             tmp = quote_literal(&tmp.display().to_string()),
@@ -193,14 +195,6 @@ impl Engine {
             .await
             .map_err(|e| Error::internal(format!("engine task failed: {e}")))?
     }
-}
-
-/// The internal table that holds a dataset's rows.
-/// The rows of one file of `dataset` (`?` is its key), as `columns` (the view's order): what a
-/// segment is built from.
-pub fn file_rows(dataset: &str, columns: &[Column]) -> String {
-    let cols: Vec<String> = columns.iter().map(|c| quote_ident(&c.name)).collect();
-    format!("SELECT {} FROM {} WHERE {} = ?", cols.join(", "), table_name(dataset), ingest::FILE_COLUMN)
 }
 
 /// Runs `sql` with `params` on `conn` (in whatever transaction it is in) and folds its result:

@@ -25,13 +25,21 @@ use crate::{
 /// the statement to stream and the schema metadata to attach.
 pub type QueryPlan = Box<dyn FnOnce(&Connection) -> Result<PlannedSql> + Send>;
 
-#[derive(Debug, Clone, Default)]
+#[derive(Default)]
 pub struct PlannedSql {
     pub sql: String,
     pub metadata: HashMap<String, String>,
     /// Parameter sets for the statement's `?`s: it runs once per set, results concatenated.
     /// Empty: it runs once, and must have no parameters.
     pub params: Vec<Vec<Value>>,
+    /// Held until the query ends (the files its views read).
+    pub keep: Vec<Box<dyn std::any::Any + Send>>,
+}
+
+impl std::fmt::Debug for PlannedSql {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("PlannedSql").field("sql", &self.sql).field("params", &self.params.len()).finish()
+    }
 }
 
 pub use PlannedSql as Planned;

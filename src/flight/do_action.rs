@@ -73,7 +73,10 @@ pub async fn do_action(state: &AppState, action: Action) -> Result<Vec<Vec<u8>>,
             json!({ "versions": versions })
         }
         "status" => {
-            json!({ "datasets": targets(state, &action.body)?.iter().map(|d| d.describe()).collect::<Vec<_>>() })
+            json!({
+                "datasets": targets(state, &action.body)?.iter().map(|d| d.describe()).collect::<Vec<_>>(),
+                "segments": state.catalog().tier().usage(),
+            })
         }
         other => {
             return Err(Status::unimplemented(format!(

@@ -95,8 +95,11 @@ pub fn require_tlc(dataset: &str, snap: &Snapshot, query: &str) -> Result<()> {
             )));
         }
     }
-    if snap.segments.len() != snap.files.len() {
-        return Err(Error::NotReady(format!("dataset {dataset} is still being prepared; retry shortly")));
+    if let Some(i) = snap.segments.iter().position(|s| !s.is_taxi()) {
+        return Err(Error::invalid(format!(
+            "file {} of dataset {dataset} lacks the yellow-taxi columns the {query} query needs",
+            snap.files[i].key
+        )));
     }
     Ok(())
 }

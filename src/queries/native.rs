@@ -12,7 +12,7 @@ use tokio::sync::{mpsc, oneshot};
 use tokio_stream::wrappers::ReceiverStream;
 
 use crate::{
-    engine::{Encoded, Piece, QueryStream},
+    engine::{Piece, QueryStream},
     error::{Error, Result},
 };
 
@@ -100,26 +100,6 @@ impl Emitter {
         // Coalesced batches carry the plain schema; the stream's schema has the metadata.
         let batch = batch.with_schema(schema.clone()).map(Piece::Batch).map_err(Error::from);
         self.tx.blocking_send(batch).is_ok()
-    }
-
-    /// Sends a whole segment batch already in IPC form (`batch` is the same rows, decoded, for
-    /// when the limit cuts it). The caller guarantees its columns are exactly the stream's.
-    pub fn push_encoded(&mut self, batch: RecordBatch, encoded: Encoded) -> Result<bool> {
-        if (batch.num_rows() as u64) > self.remaining {
-            return self.push(batch);
-        }
-        // Rows merged before this one go first.
-        if let Some(c) = self.coalescer.as_mut() {
-            c.finish_buffered_batch()?;
-        }
-        if !self.drain() {
-            return Ok(false);
-        }
-        self.remaining -= batch.num_rows() as u64;
-        if self.tx.blocking_send(Ok(Piece::Encoded(encoded))).is_err() {
-            return Ok(false);
-        }
-        Ok(self.remaining > 0)
     }
 
     fn finish(&mut self) -> Result<()> {

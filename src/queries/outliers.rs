@@ -104,8 +104,8 @@ struct Scope {
 
 /// The outliers among the first `n` rows of a group: per-row mask and the computed columns.
 /// Only a `partial`ly covered group needs its pickups checked against the range.
-fn classify(seg: &Mapped<'_>, g: &Group, partial: bool, n: usize, s: &Scope) -> Option<(Vec<bool>, Computed)> {
-    let (pickups, dropoffs, distances) = (seg.pickups(g, n), seg.dropoffs(g, n), seg.distances(g, n));
+fn classify(seg: &Mapped<'_>, g: &Group, partial: bool, n: usize, s: &Scope) -> Result<Option<(Vec<bool>, Computed)>> {
+    let (pickups, dropoffs, distances) = (seg.pickups(g, n)?, seg.dropoffs(g, n)?, seg.distances(g, n));
     let mut mask = vec![false; n];
     let mut c = Computed::default();
     let opt_ts = |t: i64| (t != i64::MIN).then_some(t);
@@ -126,7 +126,7 @@ fn classify(seg: &Mapped<'_>, g: &Group, partial: bool, n: usize, s: &Scope) -> 
             c.reason.push(reason.as_str());
         }
     }
-    (!c.reason.is_empty()).then_some((mask, c))
+    Ok((!c.reason.is_empty()).then_some((mask, c)))
 }
 
 #[derive(Default)]
@@ -140,7 +140,13 @@ struct Computed {
 fn scan(snap: &Snapshot, s: &Scope, out: &mut dyn FnMut(RecordBatch) -> Result<bool>) -> Result<()> {
     let target = snap.schema.clone();
     let default_rule = s.bounds == rule::DEFAULT;
-    for seg in &p90::map_all(snap)? {
+    // One segment pinned at a time: a long range never needs every file local at once.
+    for slot in &snap.segments {
+        if slot.groups().iter().all(|g| g.cover(s.from, s.to) == Cover::None) {
+            continue;
+        }
+        let pin = slot.pin()?;
+        let seg = &pin.map()?;
         let aligner = Aligner::new(seg.schema(), target.clone());
         for g in seg.groups() {
             let cover = g.cover(s.from, s.to);
@@ -152,9 +158,9 @@ fn scan(snap: &Snapshot, s: &Scope, out: &mut dyn FnMut(RecordBatch) -> Result<b
                 Some(thr) => seg.distances(g, g.with_distance as usize).partition_point(|d| *d > thr),
                 None => g.rows as usize,
             };
-            let Some((mask, computed)) = classify(seg, g, cover == Cover::Partial, n, s) else { continue };
+            let Some((mask, computed)) = classify(seg, g, cover == Cover::Partial, n, s)? else { continue };
             let (mut offset, mut taken) = (0, 0);
-            for batch in seg.read(g, 0, n) {
+            for batch in seg.read(g, 0, n, true) {
                 let batch = batch?;
                 let rows = batch.num_rows();
                 let m = BooleanArray::from(mask[offset..offset + rows].to_vec());
@@ -212,7 +218,8 @@ pub fn plan(o: Outliers, catalog: &Catalog) -> Result<Job> {
         let (from, to) = micros(&range);
         let mut scope = Scope { from, to, above: None, bounds };
         if o.within_p90 {
-            let (stats, _) = p90::compute(&p90::map_all(&snap)?, &range, 0.9)?;
+            let pins = p90::pin_range(&snap, &range)?;
+            let (stats, _) = p90::compute(&p90::map_all(&pins)?, &range, 0.9)?;
             scope.above = Some(stats.threshold.unwrap_or(f64::INFINITY));
             p90::stats_metadata(&stats, 0.9, &mut md);
         }

@@ -26,7 +26,7 @@ use crate::{
     catalog::{Catalog, Snapshot},
     error::{Error, Result},
     proto::P90,
-    segment::{Cover, Mapped},
+    segment::{Cover, Mapped, Pinned, Slot},
 };
 
 /// Threshold and counts for one range.
@@ -58,9 +58,16 @@ struct Part {
     partial: Option<(ScalarBuffer<f64>, Vec<bool>)>,
 }
 
-/// Maps every segment of `snap` for one query.
-pub fn map_all(snap: &Snapshot) -> Result<Vec<Mapped<'_>>> {
-    snap.segments.iter().map(|s| s.map()).collect()
+/// Pins the segments of `snap` that hold rows picked up in `range` (see [`Slot::pin`]).
+pub fn pin_range(snap: &Snapshot, range: &Range) -> Result<Vec<Pinned>> {
+    let (from, to) = micros(range);
+    let inside = |s: &&Arc<Slot>| s.groups().iter().any(|g| g.cover(from, to) != Cover::None);
+    snap.segments.iter().filter(inside).map(|s| s.pin()).collect()
+}
+
+/// Maps pinned segments for one query.
+pub fn map_all(pins: &[Pinned]) -> Result<Vec<Mapped<'_>>> {
+    pins.iter().map(|s| s.map()).collect()
 }
 
 /// Computes the threshold and counts, and which rows are above it, over the mapped segments.
@@ -78,7 +85,7 @@ pub fn compute(maps: &[Mapped<'_>], range: &Range, percentile: f64) -> Result<(S
                     parts.push(Part { segment: si, group: gi, run, partial: None });
                 }
                 Cover::Partial => {
-                    let pickups = seg.pickups(g, g.rows as usize);
+                    let pickups = seg.pickups(g, g.rows as usize)?;
                     let distances = seg.distances(g, g.rows as usize);
                     let inside: Vec<bool> = pickups.iter().map(|&t| in_range(t, from, to)).collect();
                     trips_in_range += inside.iter().filter(|x| **x).count() as u64;
@@ -120,7 +127,7 @@ pub fn emit_takes(maps: &[Mapped<'_>], takes: &[Take], target: &Arc<Schema>, emi
         let seg = &maps[t.segment];
         let group = &seg.groups()[t.group];
         let aligner = aligners.entry(t.segment).or_insert_with(|| Aligner::new(seg.schema(), target.clone()));
-        for batch in read_masked(seg, group, t.rows, t.mask.as_ref()) {
+        for batch in read_masked(seg, group, t.rows, t.mask.as_ref(), true) {
             if !emit.push(aligner.apply(&batch?)?)? {
                 return Ok(());
             }
@@ -187,7 +194,8 @@ pub fn plan(p: P90, catalog: &Catalog) -> Result<Job> {
     let dataset = ds.name.clone();
     Ok(Box::new(move |emit: &mut Emitter| {
         let mut md = manifest_metadata(&dataset, &snap);
-        let maps = map_all(&snap)?;
+        let pins = pin_range(&snap, &range)?;
+        let maps = map_all(&pins)?;
         let (stats, takes) = compute(&maps, &range, percentile)?;
         stats_metadata(&stats, percentile, &mut md);
         if !trips {

@@ -27,15 +27,17 @@ pub fn in_range(t: i64, from: Option<i64>, to: Option<i64>) -> bool {
     t != i64::MIN && from.is_none_or(|f| t >= f) && to.is_none_or(|e| t < e)
 }
 
-/// The first `rows` rows of group `g`, keeping those where `mask` (one entry per row) is true.
+/// The first `rows` rows of group `g`, keeping those where `mask` (one entry per row) is true;
+/// `keep` keeps the decoded rows for the next query (see [`Mapped::read`]).
 pub fn read_masked<'a>(
     seg: &'a Mapped<'_>,
     g: &'a Group,
     rows: usize,
     mask: Option<&'a BooleanArray>,
+    keep: bool,
 ) -> impl Iterator<Item = Result<RecordBatch>> + 'a {
     let mut offset = 0;
-    seg.read(g, 0, rows).map(move |batch| {
+    seg.read(g, 0, rows, keep).map(move |batch| {
         let batch = batch?;
         let n = batch.num_rows();
         offset += n;

@@ -1,32 +1,19 @@
-//! `scan`: bulk export of the trips picked up in a range, read straight from the segments. Days
-//! wholly inside the range go out as the segment stores them: its Arrow IPC messages, mapped and
-//! sent with no decode, no encode and no copy before gRPC's. Rows come grouped by file and
-//! pickup day.
+//! `scan`: bulk export of the trips picked up in a range, read straight from the segments (and
+//! not kept in the decoded cache: a bulk read would only push out what other queries reuse).
+//! Rows come grouped by file and pickup day.
 
 use std::sync::Arc;
 
-use arrow::{array::BooleanArray, datatypes::Schema};
+use arrow::array::BooleanArray;
 
 use super::{
     manifest_metadata,
     native::{Emitter, Job},
-    p90::map_all,
     range::Range,
     read::{in_range, micros, project, read_masked, Aligner},
     require_tlc,
 };
 use crate::{catalog::Catalog, error::Result, proto::Scan, segment::Cover};
-
-/// Whether batches of `stored` can go out as batches of `target` byte for byte: the same
-/// columns, in the same order, of the same types.
-fn same_columns(stored: &Schema, target: &Schema) -> bool {
-    stored.fields().len() == target.fields().len()
-        && stored
-            .fields()
-            .iter()
-            .zip(target.fields())
-            .all(|(a, b)| a.name() == b.name() && a.data_type() == b.data_type())
-}
 
 pub fn plan(s: Scan, catalog: &Catalog) -> Result<Job> {
     let ds = catalog.dataset(&s.dataset)?;
@@ -41,30 +28,27 @@ pub fn plan(s: Scan, catalog: &Catalog) -> Result<Job> {
             return Ok(());
         }
         let (from, to) = micros(&range);
-        for seg in &map_all(&snap)? {
+        // One segment pinned at a time: a long range never needs every file local at once.
+        for slot in &snap.segments {
+            if slot.groups().iter().all(|g| g.cover(from, to) == Cover::None) {
+                continue;
+            }
+            let pin = slot.pin()?;
+            let seg = &pin.map()?;
             let aligner = Aligner::new(seg.schema(), target.clone());
-            // A segment laid out exactly as the answer can send whole groups as they are stored.
-            let as_stored = same_columns(seg.schema(), &target);
             for g in seg.groups() {
                 let cover = g.cover(from, to);
                 if cover == Cover::None {
                     continue;
                 }
-                if as_stored && cover == Cover::Full {
-                    for piece in seg.read_encoded(g) {
-                        let (batch, encoded) = piece?;
-                        if !emit.push_encoded(batch, encoded)? {
-                            return Ok(());
-                        }
-                    }
-                    continue;
-                }
-                let inside = (cover == Cover::Partial).then(|| {
-                    BooleanArray::from_iter(
-                        seg.pickups(g, g.rows as usize).iter().map(|&t| Some(in_range(t, from, to))),
-                    )
-                });
-                for batch in read_masked(seg, g, g.rows as usize, inside.as_ref()) {
+                let inside = (cover == Cover::Partial)
+                    .then(|| {
+                        Ok::<_, crate::error::Error>(BooleanArray::from_iter(
+                            seg.pickups(g, g.rows as usize)?.iter().map(|&t| Some(in_range(t, from, to))),
+                        ))
+                    })
+                    .transpose()?;
+                for batch in read_masked(seg, g, g.rows as usize, inside.as_ref(), false) {
                     if !emit.push(aligner.apply(&batch?)?)? {
                         return Ok(());
                     }

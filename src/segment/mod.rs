@@ -1,51 +1,83 @@
-//! Segments: the read-optimized copy of each ingested file that the built-in tickets read.
+//! Segments: the one local copy of each ingested file, read by both SQL and the built-in tickets.
 //!
-//! A segment is two local files written once at ingest, inside the ingest transaction:
+//! A segment is written once at ingest, under a temporary name, and renamed into place:
 //!
-//! * `<name>.arrow` — an Arrow IPC file of the file's rows, grouped by pickup day and by the
-//!   default physics rule (outliers first), each group sorted by `trip_distance` descending (NULLs
-//!   last) and cut into record batches of [`CHUNK_ROWS`]. The group index rides in the footer's
-//!   custom metadata.
-//! * `<name>.keys` — three little-endian columns in the same row order: pickup µs, dropoff µs
-//!   (NULL = `i64::MIN`) and `trip_distance` (NULL = NaN).
+//! * `<name>.parquet` — the file's rows as the dataset names them, ZSTD-compressed. DuckDB reads
+//!   these files for SQL (the dataset's view lists them). For taxi-shaped files the rows are
+//!   grouped by pickup day and by the default physics rule (outliers first), each group sorted by
+//!   `trip_distance` descending (NULLs last) and cut into row groups of at most [`CHUNK_ROWS`]
+//!   that never straddle two groups. The group index rides in the footer's key-value metadata.
+//! * `<name>.keys` (taxi files only) — every row's `trip_distance` as a little-endian f64 (NULL =
+//!   NaN), in the same order: mapped, never decoded.
 //!
 //! So the trips above a threshold on a day are a *prefix* of that day's two groups, the default
-//! outliers are whole groups, and a threshold needs only the `keys` of the range. Queries read
-//! what they return, zero-copy through a per-query read-only mapping, so memory follows the rows
-//! being sent.
-//! Segments are immutable; a retired segment is unlinked, and queries that still hold it keep
-//! reading through their open file handles.
+//! outliers are whole groups, and a threshold needs only the mapped distances of the range. The
+//! tickets decode only the row groups they return (recently decoded ones are kept, up to
+//! [`DECODED_CACHE_BYTES`]); pickup and dropoff times are decoded on their own, for the groups a
+//! range cuts through and for custom physics rules.
+//! Segments are immutable; a retired segment is removed when the last query holding it ends.
+//! Which segments stay on local disk is the [`Tier`]'s business.
 
 mod build;
+mod tier;
 
 use std::{
     fs::File,
-    os::unix::fs::FileExt,
     path::{Path, PathBuf},
-    sync::Arc,
+    sync::{
+        atomic::{AtomicU64, Ordering},
+        Arc, LazyLock,
+    },
 };
 
 use arrow::{
+    array::{Array, RecordBatch},
     buffer::{Buffer, ScalarBuffer},
     datatypes::SchemaRef,
-    ipc::{convert::fb_to_schema, reader::FileDecoder, root_as_footer, Block},
-    record_batch::RecordBatch,
+};
+use parquet::arrow::{
+    arrow_reader::{ArrowReaderMetadata, ArrowReaderOptions, ParquetRecordBatchReaderBuilder},
+    ProjectionMask,
 };
 use serde::{Deserialize, Serialize};
 
 pub use build::{Builder, OUTLIER_COLUMN};
+pub use tier::{Pinned, Rebuild, Slot, Tier, Usage};
 
-use crate::{
-    answer::Encoded,
-    error::{Error, Result},
-};
+use crate::error::{Error, Result};
 
-/// Rows per record batch inside a group (the last batch of a group may be shorter).
+/// Rows per row group inside a group (the last row group of a group may be shorter).
 pub const CHUNK_ROWS: usize = 12288;
 /// Microseconds per day.
 pub const DAY_US: i64 = 86_400_000_000;
+/// Decoded row groups kept for the next query, by their Arrow memory size.
+pub const DECODED_CACHE_BYTES: u64 = 256 << 20;
 /// Footer metadata key of the group index.
 const INDEX_KEY: &str = "bridge.segment.groups";
+const PICKUP: &str = "tpep_pickup_datetime";
+const DROPOFF: &str = "tpep_dropoff_datetime";
+const DISTANCE: &str = "trip_distance";
+
+/// Footers of recently read segments, parsed, by segment id. Only these are kept in memory: a
+/// footer with per-row-group statistics of a 3 M-row file takes about a megabyte parsed, and the
+/// whole bucket has hundreds of files.
+static FOOTERS: LazyLock<moka::sync::Cache<u64, ArrowReaderMetadata>> = LazyLock::new(|| {
+    moka::sync::Cache::builder()
+        .max_capacity(FOOTER_CACHE_BYTES)
+        .weigher(|_, m: &ArrowReaderMetadata| m.metadata().memory_size().try_into().unwrap_or(u32::MAX))
+        .build()
+});
+/// Parsed footers kept, by their memory size.
+const FOOTER_CACHE_BYTES: u64 = 64 << 20;
+
+/// Recently decoded row groups, by (segment id, row group).
+static DECODED: LazyLock<moka::sync::Cache<(u64, u32), RecordBatch>> = LazyLock::new(|| {
+    moka::sync::Cache::builder()
+        .max_capacity(DECODED_CACHE_BYTES)
+        .weigher(|_, b: &RecordBatch| b.get_array_memory_size().try_into().unwrap_or(u32::MAX))
+        .build()
+});
+static NEXT_ID: AtomicU64 = AtomicU64::new(0);
 
 /// A run of rows with one pickup day and one default-rule class, sorted by distance descending.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -59,7 +91,7 @@ pub struct Group {
     pub rows: u64,
     /// Rows with a non-NULL distance: they come first.
     pub with_distance: u64,
-    /// The record batch holding the group's first row.
+    /// The row group holding the group's first row.
     pub first_batch: u32,
 }
 
@@ -89,58 +121,50 @@ pub enum Cover {
     Full,
 }
 
-/// Bytes `[offset, offset + len)` of a file as an Arrow buffer over a read-only shared mapping,
-/// unmapped when the last array using it is dropped. `populate` faults every page in at once (for
-/// a batch about to be sent whole); without it only the pages read are (for binary searches).
-fn map(file: &File, offset: u64, len: usize, populate: bool) -> Result<Buffer> {
-    map_bytes(file, offset, len, populate).map(Buffer::from)
-}
-
-/// The same mapping as [`map`], as `Bytes` (for sending the stored IPC messages as they are).
+/// Bytes `[0, len)` of a file as an Arrow buffer over a read-only shared mapping, unmapped when
+/// the last array using it is dropped. Only the pages read are faulted in.
 #[allow(unsafe_code)]
-fn map_bytes(file: &File, offset: u64, len: usize, populate: bool) -> Result<bytes::Bytes> {
+fn map(file: &File, len: usize) -> Result<Buffer> {
     if len == 0 {
-        return Ok(bytes::Bytes::new());
+        return Ok(Buffer::from(Vec::<u8>::new()));
     }
-    let start = offset - offset % page_size();
-    // SAFETY: segment files are written once under a temporary name, renamed into place and
-    // never modified or truncated afterwards (retiring only unlinks them), so the mapped bytes
-    // cannot change or disappear while mapped.
-    let mut options = memmap2::MmapOptions::new();
-    options.offset(start).len(len + (offset - start) as usize);
-    if populate {
-        options.populate();
-    }
-    let mmap = unsafe { options.map(file) }.map_err(Error::internal)?;
-    Ok(bytes::Bytes::from_owner(mmap).slice((offset - start) as usize..))
-}
-
-fn page_size() -> u64 {
-    // Mapping offsets must be multiples of the page size; 64 KiB covers every Linux page size
-    // in use (4 KiB, 16 KiB, 64 KiB) and keeps the arithmetic free of libc.
-    64 * 1024
-}
-
-/// Which column of the keys file.
-#[derive(Debug, Clone, Copy)]
-enum Key {
-    Pickup = 0,
-    Dropoff = 1,
-    Distance = 2,
+    // SAFETY: keys files are written once under a temporary name, renamed into place and never
+    // modified or truncated afterwards (retiring only unlinks them), so the mapped bytes cannot
+    // change or disappear while mapped.
+    let mmap = unsafe { memmap2::MmapOptions::new().len(len).map(file) }.map_err(Error::internal)?;
+    Ok(Buffer::from(bytes::Bytes::from_owner(mmap)))
 }
 
 /// One ingested file's segment. Cheap to share (`Arc`); queries read it through [`Segment::map`].
 pub struct Segment {
+    id: u64,
     name: String,
     data_path: PathBuf,
     keys_path: PathBuf,
-    data: File,
-    keys: File,
+    keys: Option<File>,
     rows: u64,
+    bytes: u64,
     groups: Vec<Group>,
-    blocks: Vec<Block>,
-    decoder: FileDecoder,
     schema: SchemaRef,
+    /// Remove the files when the last handle goes.
+    retired: std::sync::atomic::AtomicBool,
+}
+
+impl Drop for Segment {
+    fn drop(&mut self) {
+        FOOTERS.invalidate(&self.id);
+        if !self.retired.load(Ordering::SeqCst) {
+            return;
+        }
+        for p in [&self.data_path, &self.keys_path] {
+            match std::fs::remove_file(p) {
+                Err(e) if e.kind() != std::io::ErrorKind::NotFound => {
+                    tracing::warn!(path = %p.display(), error = %e, "could not remove a retired segment")
+                }
+                _ => {}
+            }
+        }
+    }
 }
 
 impl std::fmt::Debug for Segment {
@@ -151,7 +175,7 @@ impl std::fmt::Debug for Segment {
 
 /// The two paths of the segment called `name` in `dir`.
 pub fn paths(dir: &Path, name: &str) -> (PathBuf, PathBuf) {
-    (dir.join(format!("{name}.arrow")), dir.join(format!("{name}.keys")))
+    (dir.join(format!("{name}.parquet")), dir.join(format!("{name}.keys")))
 }
 
 /// A segment mapped for one query.
@@ -170,68 +194,40 @@ impl Mapped<'_> {
         &self.segment.schema
     }
 
-    fn key<T: arrow::datatypes::ArrowNativeType>(&self, key: Key, g: &Group, n: usize) -> ScalarBuffer<T> {
-        let n = n.min(g.rows as usize);
-        let offset = ((key as u64 * self.segment.rows + g.start) * 8) as usize;
-        ScalarBuffer::new(self.keys.clone(), offset / 8, n)
+    /// Distances (NULL = NaN) of the first `n` rows of `g`, in descending order.
+    pub fn distances(&self, g: &Group, n: usize) -> ScalarBuffer<f64> {
+        ScalarBuffer::new(self.keys.clone(), g.start as usize, n.min(g.rows as usize))
     }
 
     /// Pickup times (µs, NULL = `i64::MIN`) of the first `n` rows of `g`.
-    pub fn pickups(&self, g: &Group, n: usize) -> ScalarBuffer<i64> {
-        self.key(Key::Pickup, g, n)
+    pub fn pickups(&self, g: &Group, n: usize) -> Result<Vec<i64>> {
+        self.times(PICKUP, g, n)
     }
 
     /// Dropoff times (µs, NULL = `i64::MIN`) of the first `n` rows of `g`.
-    pub fn dropoffs(&self, g: &Group, n: usize) -> ScalarBuffer<i64> {
-        self.key(Key::Dropoff, g, n)
+    pub fn dropoffs(&self, g: &Group, n: usize) -> Result<Vec<i64>> {
+        self.times(DROPOFF, g, n)
     }
 
-    /// Distances (NULL = NaN) of the first `n` rows of `g`, in descending order.
-    pub fn distances(&self, g: &Group, n: usize) -> ScalarBuffer<f64> {
-        self.key(Key::Distance, g, n)
+    fn times(&self, column: &str, g: &Group, n: usize) -> Result<Vec<i64>> {
+        let n = n.min(g.rows as usize);
+        let mut out = Vec::with_capacity(n);
+        for b in 0..n.div_ceil(CHUNK_ROWS) {
+            let batch = self.segment.decode(g.first_batch as usize + b, Some(column), false)?;
+            let us = build::micros(&batch, column)?;
+            let take = (n - b * CHUNK_ROWS).min(us.len());
+            out.extend((0..take).map(|i| if us.is_valid(i) { us.value(i) } else { i64::MIN }));
+        }
+        Ok(out)
     }
 
-    /// Record batch `i`, decoded in place over its own mapping: the pages leave the process's
-    /// memory when the batch has been sent and dropped.
-    fn batch(&self, i: usize) -> Result<RecordBatch> {
-        let block =
-            self.segment.blocks.get(i).ok_or_else(|| Error::internal(format!("segment batch {i} out of range")))?;
-        let len = block.metaDataLength() as usize + block.bodyLength() as usize;
-        let buf = map(&self.segment.data, block.offset() as u64, len, true)?;
-        self.segment.decoder.read_record_batch(block, &buf)?.ok_or_else(|| Error::internal("empty segment block"))
-    }
-
-    /// Group `g`'s batches whole, each decoded and also as its IPC message (flatbuffer header and
-    /// body, straight from the mapping), for sending without re-encoding.
-    pub fn read_encoded(&self, g: &Group) -> impl Iterator<Item = Result<(RecordBatch, Encoded)>> + '_ {
-        let first = g.first_batch as usize;
-        (0..(g.rows as usize).div_ceil(CHUNK_ROWS)).map(move |b| self.encoded(first + b))
-    }
-
-    fn encoded(&self, i: usize) -> Result<(RecordBatch, Encoded)> {
-        let block =
-            self.segment.blocks.get(i).ok_or_else(|| Error::internal(format!("segment batch {i} out of range")))?;
-        let (meta, body) = (block.metaDataLength() as usize, block.bodyLength() as usize);
-        let bytes = map_bytes(&self.segment.data, block.offset() as u64, meta + body, true)?;
-        let batch = self
-            .segment
-            .decoder
-            .read_record_batch(block, &Buffer::from(bytes.clone()))?
-            .ok_or_else(|| Error::internal("empty segment block"))?;
-        // The block's metadata: [0xFFFFFFFF continuation] [i32 length] [flatbuffer Message, padded].
-        let prefix = if bytes.get(..4) == Some(&[0xff; 4][..]) { 8 } else { 4 };
-        let header = bytes.slice(prefix.min(meta)..meta);
-        let body = bytes.slice(meta..meta + body);
-        let encoded = Encoded { rows: batch.num_rows(), header, body, batch: batch.clone() };
-        Ok((batch, encoded))
-    }
-
-    /// Rows `[lo, hi)` of group `g` as record batches of at most [`CHUNK_ROWS`], read lazily.
-    pub fn read(&self, g: &Group, lo: usize, hi: usize) -> impl Iterator<Item = Result<RecordBatch>> + '_ {
+    /// Rows `[lo, hi)` of group `g` as record batches of at most [`CHUNK_ROWS`], decoded lazily;
+    /// `keep` keeps what was decoded for the next query (not for bulk reads).
+    pub fn read(&self, g: &Group, lo: usize, hi: usize, keep: bool) -> impl Iterator<Item = Result<RecordBatch>> + '_ {
         let hi = hi.min(g.rows as usize);
         let first = g.first_batch as usize;
         (lo / CHUNK_ROWS..hi.div_ceil(CHUNK_ROWS)).filter(move |_| lo < hi).map(move |b| {
-            let batch = self.batch(first + b)?;
+            let batch = self.segment.decode(first + b, None, keep)?;
             let base = b * CHUNK_ROWS;
             let (from, to) = (lo.max(base) - base, (hi - base).min(batch.num_rows()));
             Ok(batch.slice(from, to.saturating_sub(from)))
@@ -240,46 +236,46 @@ impl Mapped<'_> {
 }
 
 impl Segment {
-    /// Opens a finished segment: reads the IPC footer (blocks, schema, group index).
+    /// Opens a finished segment: reads the Parquet footer (schema, row groups, group index).
     pub fn open(dir: &Path, name: &str) -> Result<Arc<Self>> {
         let (data_path, keys_path) = paths(dir, name);
-        let data = File::open(&data_path).map_err(Error::internal)?;
-        let keys = File::open(&keys_path).map_err(Error::internal)?;
-        let len = data.metadata().map_err(Error::internal)?.len();
         let corrupt = |what: &str| Error::internal(format!("segment {}: {what}", data_path.display()));
-        let mut tail = [0u8; 10];
-        if len < 10 {
-            return Err(corrupt("too short"));
-        }
-        data.read_exact_at(&mut tail, len - 10).map_err(Error::internal)?;
-        let footer_len = arrow::ipc::reader::read_footer_length(tail)? as u64;
-        let mut footer = vec![0u8; footer_len as usize];
-        data.read_exact_at(&mut footer, len.checked_sub(10 + footer_len).ok_or_else(|| corrupt("bad footer"))?)
-            .map_err(Error::internal)?;
-        let footer = root_as_footer(&footer).map_err(|e| corrupt(&e.to_string()))?;
-        let schema = Arc::new(fb_to_schema(footer.schema().ok_or_else(|| corrupt("no schema"))?));
-        let blocks: Vec<Block> = footer.recordBatches().ok_or_else(|| corrupt("no batches"))?.iter().copied().collect();
-        let index = footer
-            .custom_metadata()
-            .and_then(|kvs| kvs.iter().find(|kv| kv.key() == Some(INDEX_KEY)).and_then(|kv| kv.value()))
-            .ok_or_else(|| corrupt("no group index"))?;
-        let groups: Vec<Group> = serde_json::from_str(index).map_err(|e| corrupt(&e.to_string()))?;
-        let rows = groups.iter().map(|g| g.rows).sum::<u64>();
-        if keys.metadata().map_err(Error::internal)?.len() != rows * 24 {
-            return Err(corrupt("keys file does not match the row count"));
-        }
-        let decoder = FileDecoder::new(schema.clone(), footer.version());
+        let data = File::open(&data_path).map_err(Error::internal)?;
+        let meta = ArrowReaderMetadata::load(&data, ArrowReaderOptions::new())?;
+        let index = meta
+            .metadata()
+            .file_metadata()
+            .key_value_metadata()
+            .and_then(|kvs| kvs.iter().find(|kv| kv.key == INDEX_KEY).and_then(|kv| kv.value.clone()));
+        let rows = meta.metadata().file_metadata().num_rows() as u64;
+        let mut bytes = data.metadata().map_err(Error::internal)?.len();
+        // Only taxi segments carry a group index, and they always have their keys.
+        let (groups, keys) = match index {
+            None => (Vec::new(), None),
+            Some(index) => {
+                let groups: Vec<Group> = serde_json::from_str(&index).map_err(|e| corrupt(&e.to_string()))?;
+                let keys = File::open(&keys_path).map_err(|e| corrupt(&format!("keys: {e}")))?;
+                let len = keys.metadata().map_err(Error::internal)?.len();
+                if len != rows * 8 || groups.iter().map(|g| g.rows).sum::<u64>() != rows {
+                    return Err(corrupt("keys file does not match the row count"));
+                }
+                bytes += len;
+                (groups, Some(keys))
+            }
+        };
+        let id = NEXT_ID.fetch_add(1, Ordering::Relaxed);
+        let (retired, schema) = (Default::default(), meta.schema().clone());
         Ok(Arc::new(Segment {
+            id,
             name: name.to_string(),
             data_path,
             keys_path,
-            data,
             keys,
             rows,
+            bytes,
             groups,
-            blocks,
-            decoder,
             schema,
+            retired,
         }))
     }
 
@@ -291,29 +287,85 @@ impl Segment {
         self.rows
     }
 
+    /// Bytes on local disk (data and keys).
+    pub fn bytes(&self) -> u64 {
+        self.bytes
+    }
+
+    /// The Parquet file SQL reads.
+    pub fn data_path(&self) -> &Path {
+        &self.data_path
+    }
+
+    /// Whether the rows are taxi-shaped (grouped, with keys): the built-in tickets read only these.
+    pub fn is_taxi(&self) -> bool {
+        self.keys.is_some()
+    }
+
     pub fn groups(&self) -> &[Group] {
         &self.groups
     }
 
-    /// The schema the segment was written with (the dataset's schema at ingest time).
+    /// The schema the segment was written with (the file's columns as the dataset names them).
     pub fn schema(&self) -> &SchemaRef {
         &self.schema
     }
 
-    /// Maps the segment for one query: the keys file whole, each record batch on its own when
-    /// read. Batches reference their mapping (zero-copy) until they are dropped, so memory
-    /// follows the rows in flight, not what the dataset or the query's result holds.
-    pub fn map(&self) -> Result<Mapped<'_>> {
-        Ok(Mapped { segment: self, keys: map(&self.keys, 0, self.rows as usize * 24, false)? })
+    /// The parsed footer, from the cache or read again.
+    fn footer(&self) -> Result<ArrowReaderMetadata> {
+        FOOTERS
+            .try_get_with(self.id, || {
+                let file = File::open(&self.data_path).map_err(parquet::errors::ParquetError::from)?;
+                ArrowReaderMetadata::load(&file, ArrowReaderOptions::new())
+            })
+            .map_err(|e| Error::internal(format!("segment {}: {e}", self.name)))
     }
 
-    /// Removes the files. Queries holding this segment keep reading through their open handles.
-    pub fn retire(&self) {
-        for p in [&self.data_path, &self.keys_path] {
-            if let Err(e) = std::fs::remove_file(p) {
-                tracing::warn!(path = %p.display(), error = %e, "could not remove a retired segment");
-            }
+    /// Maps the segment for one query: its distance keys whole; row groups are decoded when read.
+    pub fn map(&self) -> Result<Mapped<'_>> {
+        let keys = match &self.keys {
+            Some(k) => map(k, self.rows as usize * 8)?,
+            None => return Err(Error::internal(format!("segment {} has no keys", self.name))),
+        };
+        Ok(Mapped { segment: self, keys })
+    }
+
+    /// Row group `i`, whole or only `column`; from the cache of decoded row groups when there.
+    fn decode(&self, i: usize, column: Option<&str>, keep: bool) -> Result<RecordBatch> {
+        let key = (self.id, i as u32);
+        if let Some(b) = DECODED.get(&key) {
+            return Ok(b);
         }
+        // Its own file description: clones of `data` would share one file offset between threads.
+        // The path stays until the segment is dropped (see `retire`).
+        let file = File::open(&self.data_path).map_err(Error::internal)?;
+        let mut builder = ParquetRecordBatchReaderBuilder::new_with_metadata(file, self.footer()?)
+            .with_row_groups(vec![i])
+            .with_batch_size(CHUNK_ROWS);
+        if let Some(c) = column {
+            let leaf = builder
+                .parquet_schema()
+                .columns()
+                .iter()
+                .position(|d| d.name() == c)
+                .ok_or_else(|| Error::internal(format!("segment {} has no column {c}", self.name)))?;
+            let mask = ProjectionMask::leaves(builder.parquet_schema(), [leaf]);
+            builder = builder.with_projection(mask);
+        }
+        let batch = builder
+            .build()?
+            .next()
+            .ok_or_else(|| Error::internal(format!("segment {}: row group {i} is empty", self.name)))??;
+        if keep && column.is_none() {
+            DECODED.insert(key, batch.clone());
+        }
+        Ok(batch)
+    }
+
+    /// Removes the files once the last handle goes: queries holding this segment (DuckDB's
+    /// included, which reads it by path) keep reading it until they end.
+    pub fn retire(&self) {
+        self.retired.store(true, Ordering::SeqCst);
     }
 }
 

@@ -74,7 +74,7 @@ def test_killed_while_loading_then_resumed_answers_exactly(moto, six, tmp_path):
         assert b.get({"query": "sql", "sql": "SELECT count(*) AS n FROM yellow"})["n"][0].as_py() == total
         assert b.get({"query": "scan", "dataset": "yellow", "columns": ["trip_distance"]}).num_rows == total
         assert not list((cache / "objects").glob("*")), "downloads must not be left behind"
-        assert len(list((cache / "store" / "segments").glob("*.arrow"))) == len(six)
+        assert len(list((cache / "segments").glob("*.parquet"))) == len(six)
     finally:
         b.stop()
 

@@ -34,7 +34,7 @@ ATTEMPTS = [
     "FROM '{secret}'",
     "SELECT * FROM 'file://{secret}'",
     "SELECT * FROM read_text('/proc/self/environ')",
-    "SELECT * FROM read_text('{cache}/store/store.duckdb')",
+    "SELECT * FROM read_text('{cache}/catalog/store.duckdb')",
     "SELECT * FROM read_text('/etc/pass' || 'wd')",
     "SELECT * FROM \"read_text\"('/etc/passwd')",
     "SELECT * FROM main.read_text('/etc/passwd')",

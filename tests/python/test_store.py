@@ -15,7 +15,7 @@ def answers(b):
 
 
 def segment_files(cache):
-    return {p.name: p.stat().st_mtime_ns for p in (cache / "store" / "segments").iterdir()}
+    return {p.name: p.stat().st_mtime_ns for p in (cache / "segments").iterdir()}
 
 
 def test_restart_reuses_segments_and_rebuilds_missing_ones(data_dir, tmp_path):
@@ -26,7 +26,7 @@ def test_restart_reuses_segments_and_rebuilds_missing_ones(data_dir, tmp_path):
     finally:
         b.stop()
     files = segment_files(cache)
-    assert len(files) == 2 * len(list(data_dir.glob("*.parquet")))  # .arrow + .keys per file
+    assert len(files) == 2 * len(list(data_dir.glob("*.parquet")))  # .parquet + .keys per file
 
     b = Bridge([f"yellow={data_dir}/*.parquet"], cache)
     try:
@@ -36,15 +36,15 @@ def test_restart_reuses_segments_and_rebuilds_missing_ones(data_dir, tmp_path):
     assert segment_files(cache) == files, "a restart must reuse segments, not rewrite them"
 
     victim = sorted(files)[0]
-    (cache / "store" / "segments" / victim).unlink()
-    (cache / "store" / "segments" / "stale.arrow").write_bytes(b"left over by a crash")
+    (cache / "segments" / victim).unlink()
+    (cache / "segments" / "stale.parquet").write_bytes(b"left over by a crash")
     b = Bridge([f"yellow={data_dir}/*.parquet"], cache)
     try:
         assert answers(b) == first
     finally:
         b.stop()
     after = segment_files(cache)
-    assert victim in after and "stale.arrow" not in after
+    assert victim in after and "stale.parquet" not in after
 
 
 def test_files_that_are_symlinks_elsewhere_are_read(files, tmp_path):
