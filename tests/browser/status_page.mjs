@@ -61,6 +61,7 @@ try {
   seen.badge = await page.getAttribute('#form-badge .badge', 'class');
   seen.recentRows = await page.locator('#recent tbody tr').count();
   seen.reloads = reloads;
+  seen.local = await page.textContent('#local');
   if (screenshot) await page.screenshot({ path: screenshot, fullPage: true });
   console.log(JSON.stringify(seen));
 } finally {

@@ -35,7 +35,7 @@ def test_the_page_shows_rows_follows_new_files_and_quarantine_and_answers_the_fo
     live = tmp_path / "live"
     live.mkdir()
     shutil.copy(jan, live / jan.name)
-    b = Bridge([f"yellow={live}/*.parquet"], tmp_path / "cache", ["--refresh-interval", "200ms"])
+    b = Bridge([f"yellow={live}/*.parquet"], tmp_path / "cache", ["--refresh-interval", "200ms", "--cache-max-bytes", "2GB"])
     try:
         shot = os.environ.get("STATUS_SCREENSHOT", str(tmp_path / "status.png"))
         out = subprocess.run(["node", str(BROWSER / "status_page.mjs"), b.admin, str(live), str(feb),
@@ -47,6 +47,9 @@ def test_the_page_shows_rows_follows_new_files_and_quarantine_and_answers_the_fo
         assert seen["after"]["rows"] == sum(rows) and seen["after"]["files"] == 2
         assert seen["after"]["version"] > seen["before"]["version"]
         assert seen["reloads"] == 0, "the page must update itself, not reload"
+        # The segments' bytes against the bound, from the status action (the same numbers).
+        seg = b.action("status", "yellow")["segments"]
+        assert "of 2.00 GB (--cache-max-bytes)" in seen["local"] and f"of {seg['segments']} files local" in seen["local"]
         assert seen["quarantined"]["key"].endswith("yellow_tripdata_2099-01.parquet") and seen["quarantined"]["reason"]
         thr, want = ref.p90([jan, feb], "2024-01-01", "2024-02-01")
         assert math.isclose(seen["threshold"], thr, rel_tol=1e-9) and seen["tripsAbove"] == want.num_rows
