@@ -10,7 +10,7 @@
 //! * [`segment`]: the read-optimized copy of each file that the built-in tickets read.
 //! * [`tlc`]: the yellow-taxi schema across its eras (2009, 2010, 2011 on); [`rule`]: the physics
 //!   rule of `outliers`.
-//! * [`answer`]: what a running query hands the wire (schema and pieces).
+//! * [`answer`]: what a running query hands the wire (schema and record batches).
 //! * [`queries`]: the built-in tickets (`p90`, `outliers`) and `sql`, one file each.
 //! * [`flight`]: the Flight service, one file per RPC; tickets (protobuf or JSON).
 //! * [`http`]: the same tickets over HTTP (`--http-listen`): Arrow IPC, JSON, CSV; OpenAPI.

@@ -20,7 +20,7 @@ use std::{
 
 use duckdb::{Connection, OptionalExt};
 
-pub use crate::answer::{Encoded, Piece, Pieces, QueryStream};
+pub use crate::answer::{Batches, QueryStream};
 pub use ingest::{file_select, FileRow, IngestOutcome, NewFile, Reading, Staged};
 pub use raw::Parameter;
 pub use schema::{Column, Mapped};

@@ -11,13 +11,12 @@ use std::{collections::HashMap, sync::Arc};
 
 use arrow::{compute::BatchCoalescer, datatypes::SchemaRef, record_batch::RecordBatch};
 use duckdb::{params_from_iter, types::Value, Connection, Statement};
-use futures::StreamExt;
 use tokio::sync::{mpsc, oneshot};
 use tokio_stream::wrappers::ReceiverStream;
 
 use super::Engine;
 use crate::{
-    answer::{Piece, QueryStream},
+    answer::QueryStream,
     error::{Error, Result},
 };
 
@@ -104,7 +103,7 @@ impl Engine {
             drop(done_tx);
         });
         let schema = schema_rx.await.map_err(|_| Error::internal("query thread ended before its schema"))??;
-        let batches = Box::pin(ReceiverStream::new(rx).map(|r| r.map(Piece::Batch)));
+        let batches = Box::pin(ReceiverStream::new(rx));
         Ok(QueryStream { schema, batches, max_message_bytes: Some(MESSAGE_BYTES) })
     }
 }

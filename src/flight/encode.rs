@@ -18,7 +18,7 @@ use tokio::time::Instant;
 
 use super::BoxStream;
 use crate::{
-    engine::{Piece, QueryStream},
+    engine::QueryStream,
     error::Error,
     limits::{self, Stop},
 };
@@ -33,29 +33,29 @@ pub fn encode<H: Send + 'static>(
     deadline: Instant,
     cancel: impl std::future::Future<Output = ()> + Send + 'static,
 ) -> BoxStream<FlightData> {
-    let pieces = guarded(query.batches, rows, held, deadline, cancel);
+    let batches = guarded(query.batches, rows, held, deadline, cancel);
     match query.max_message_bytes {
-        Some(max) => split(query.schema, pieces, max),
-        None => whole(query.schema, pieces),
+        Some(max) => split(query.schema, batches, max),
+        None => whole(query.schema, batches),
     }
 }
 
-/// A query's pieces, holding `held` until the end, the deadline or `cancel` (see
+/// A query's batches, holding `held` until the end, the deadline or `cancel` (see
 /// [`limits::guard`]), and adding the rows that pass to `rows`. Every wire's answers go through it.
 pub fn guarded<H: Send + 'static>(
-    pieces: crate::engine::Pieces,
+    batches: crate::engine::Batches,
     rows: Arc<AtomicU64>,
     held: H,
     deadline: Instant,
     cancel: impl std::future::Future<Output = ()> + Send + 'static,
-) -> impl Stream<Item = Result<Piece, Status>> + Send + 'static {
+) -> impl Stream<Item = Result<RecordBatch, Status>> + Send + 'static {
     let stopped = |why| match why {
         Stop::Deadline => Err(Error::DeadlineExceeded),
         Stop::Cancelled => Err(Error::Cancelled),
     };
-    limits::guard(pieces, held, deadline, cancel, stopped).map(move |r| {
+    limits::guard(batches, held, deadline, cancel, stopped).map(move |r| {
         if let Ok(p) = &r {
-            rows.fetch_add(p.rows() as u64, Ordering::Relaxed);
+            rows.fetch_add(p.num_rows() as u64, Ordering::Relaxed);
         }
         r.map_err(Status::from)
     })
@@ -64,16 +64,10 @@ pub fn guarded<H: Send + 'static>(
 /// Batches cut into messages of about `max` bytes by arrow-flight's encoder.
 fn split(
     schema: SchemaRef,
-    pieces: impl Stream<Item = Result<Piece, Status>> + Send + 'static,
+    batches: impl Stream<Item = Result<RecordBatch, Status>> + Send + 'static,
     max: usize,
 ) -> BoxStream<FlightData> {
-    let batches = pieces.map(|r| match r {
-        Ok(Piece::Batch(b)) => Ok(b),
-        Ok(Piece::Encoded(_)) => Err(FlightError::Tonic(Box::new(Status::from(crate::error::Error::internal(
-            "pre-encoded piece in a split stream",
-        ))))),
-        Err(s) => Err(FlightError::Tonic(Box::new(s))),
-    });
+    let batches = batches.map_err(|s| FlightError::Tonic(Box::new(s)));
     FlightDataEncoderBuilder::new()
         .with_schema(schema)
         .with_max_flight_data_size(max)
@@ -85,24 +79,20 @@ fn split(
         .boxed()
 }
 
-/// Each piece as one message: segment batches, bounded in size where they are built, and
-/// pre-encoded ones sent as they are. No dictionaries reach this path (segments have none).
+/// Each batch as one message: segment batches, bounded in size where they are built. No dictionaries reach this path (segments have none).
 fn whole(
     schema: SchemaRef,
-    pieces: impl Stream<Item = Result<Piece, Status>> + Send + 'static,
+    batches: impl Stream<Item = Result<RecordBatch, Status>> + Send + 'static,
 ) -> BoxStream<FlightData> {
     let options = IpcWriteOptions::default();
     let head = FlightData::from(SchemaAsIpc::new(&schema, &options));
     let generator = IpcDataGenerator::default();
     let mut tracker = DictionaryTracker::new(false);
-    let body = pieces.map(move |r| match r? {
-        Piece::Encoded(e) => Ok(FlightData::new().with_data_header(e.header).with_data_body(e.body)),
-        Piece::Batch(b) => {
-            let (_, data) = generator
-                .encode(&b, &mut tracker, &options, &mut Default::default())
-                .map_err(|e| Status::from(crate::error::Error::internal(e)))?;
-            Ok(FlightData::from(data))
-        }
+    let body = batches.map(move |b| {
+        let (_, data) = generator
+            .encode(&b?, &mut tracker, &options, &mut Default::default())
+            .map_err(|e| Status::from(crate::error::Error::internal(e)))?;
+        Ok(FlightData::from(data))
     });
     futures::stream::once(async { Ok(head) }).chain(body).boxed()
 }

@@ -16,7 +16,7 @@ use bytes::{BufMut, Bytes, BytesMut};
 use futures::{Stream, StreamExt};
 use tonic::Status;
 
-use crate::{engine::Piece, error::Error};
+use crate::error::Error;
 
 pub const ARROW: &str = "application/vnd.apache.arrow.stream";
 pub const JSON: &str = "application/json";
@@ -103,21 +103,13 @@ pub fn arrow_stream(
     messages.chain(futures::stream::once(async { Ok(Bytes::from_static(&EOS)) }))
 }
 
-/// The rows of a piece (segment batches carry their decoded twin).
-fn batch(piece: Piece) -> RecordBatch {
-    match piece {
-        Piece::Batch(b) => b,
-        Piece::Encoded(e) => e.batch,
-    }
-}
-
 /// CSV with a header line, a chunk per batch.
 pub fn csv_stream(
-    pieces: impl Stream<Item = Result<Piece, Status>> + Send + 'static,
+    batches: impl Stream<Item = Result<RecordBatch, Status>> + Send + 'static,
 ) -> impl Stream<Item = Result<Bytes, Status>> + Send + 'static {
     let mut header = true;
-    pieces.map(move |r| {
-        let b = batch(r?);
+    batches.map(move |r| {
+        let b = r?;
         let mut out = Vec::new();
         let mut w = WriterBuilder::new().with_header(header).build(&mut out);
         header = false;
@@ -144,13 +136,13 @@ pub fn json_array(batches: &[RecordBatch]) -> Result<Vec<u8>, Error> {
 
 /// Collects the rows of a JSON answer, or refuses past `max_rows`.
 pub async fn collect_for_json(
-    pieces: impl Stream<Item = Result<Piece, Status>> + Send + 'static,
+    batches: impl Stream<Item = Result<RecordBatch, Status>> + Send + 'static,
     max_rows: u64,
 ) -> Result<Vec<RecordBatch>, Status> {
-    let mut pieces = std::pin::pin!(pieces);
+    let mut batches = std::pin::pin!(batches);
     let (mut out, mut rows) = (Vec::new(), 0u64);
-    while let Some(piece) = pieces.next().await {
-        let b = batch(piece?);
+    while let Some(b) = batches.next().await {
+        let b = b?;
         rows += b.num_rows() as u64;
         if rows > max_rows {
             return Err(Status::invalid_argument(format!(

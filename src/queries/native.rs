@@ -12,7 +12,7 @@ use tokio::sync::{mpsc, oneshot};
 use tokio_stream::wrappers::ReceiverStream;
 
 use crate::{
-    engine::{Piece, QueryStream},
+    engine::QueryStream,
     error::{Error, Result},
 };
 
@@ -36,7 +36,7 @@ fn rows_within(schema: &Schema, bytes: usize) -> usize {
 /// The job's side of the stream.
 pub struct Emitter {
     schema_tx: Option<oneshot::Sender<Result<SchemaRef>>>,
-    tx: mpsc::Sender<Result<Piece>>,
+    tx: mpsc::Sender<Result<RecordBatch>>,
     coalescer: Option<BatchCoalescer>,
     schema: Option<SchemaRef>,
     batch_rows: usize,
@@ -98,7 +98,7 @@ impl Emitter {
     fn send(&self, batch: RecordBatch) -> bool {
         let Some(schema) = &self.schema else { return false };
         // Coalesced batches carry the plain schema; the stream's schema has the metadata.
-        let batch = batch.with_schema(schema.clone()).map(Piece::Batch).map_err(Error::from);
+        let batch = batch.with_schema(schema.clone()).map_err(Error::from);
         self.tx.blocking_send(batch).is_ok()
     }
 
@@ -113,7 +113,7 @@ impl Emitter {
 
 /// Starts `job` on the blocking pool and returns once its schema is known.
 pub async fn run(job: Job, batch_rows: usize, schema_only: bool) -> Result<QueryStream> {
-    let (tx, rx) = mpsc::channel::<Result<Piece>>(CHANNEL_DEPTH);
+    let (tx, rx) = mpsc::channel::<Result<RecordBatch>>(CHANNEL_DEPTH);
     let (schema_tx, schema_rx) = oneshot::channel();
     tokio::task::spawn_blocking(move || {
         let _active = crate::metrics::ActiveGuard::new();
