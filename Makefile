@@ -62,9 +62,9 @@ bench-http: build venv
 bench-history: build venv
 	BRIDGE_BIN=$(CURDIR)/$(BIN) $(PY) benches/history.py --months $(or $(MONTHS),12) --from $(or $(FROM),2024-01) --rows $(ROWS)
 
-# Peak RSS while ingesting a 2009-sized month (14 M rows) against the DuckDB limit + 256 MiB.
+# Peak RSS while ingesting two 2009-sized months (14 M rows each, converted together) against the DuckDB limit + 256 MiB.
 memory-month: build venv
-	MEMORY_MONTH_ROWS=14000000 MEMORY_LIMIT_MB=$(or $(LIMIT_MB),1024) BRIDGE_BIN=$(CURDIR)/$(BIN) $(PY) -m pytest -q -s tests/python/test_memory.py -k large_month
+	MEMORY_MONTH_ROWS=14000000 MEMORY_LIMIT_MB=$(or $(LIMIT_MB),1024) BRIDGE_BIN=$(CURDIR)/$(BIN) $(PY) -m pytest -q -s tests/python/test_memory.py -k large_months
 
 # The long load run (the CI-sized one is part of `make test`).
 load: build venv

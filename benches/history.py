@@ -7,7 +7,11 @@ with an empty cache and prints, in the same run:
 * ingest rows/s, time to the first answer for the newest month, time until everything is in;
 * local bytes (everything under the cache directory) ÷ Parquet bytes; peak RSS while loading;
 * the `p90` summary over everything at a pyarrow client (median of 9) beside DuckDB-Python
-  computing the same threshold over the same Parquet files (the peer, median of 3).
+  computing the same threshold over the same Parquet files (the peer, median of 3);
+* exact percentiles over ranges of every length (everything, the first year, an odd range of
+  months, one day) and `outliers` top 10 by speed within p90 over the first year: medians of 21
+  at the client and at the server (its own duration, from the status API's recent queries),
+  each checked against DuckDB-Python over the same files.
 """
 import argparse
 import json
@@ -18,6 +22,7 @@ import sys
 import tempfile
 import threading
 import time
+import urllib.request
 from pathlib import Path
 
 import duckdb
@@ -97,6 +102,7 @@ def main():
         t0 = time.perf_counter()
         got = client.do_get(everything).read_all().to_pylist()[0]
         times.append(time.perf_counter() - t0)
+    ranges = range_table(b, client, files, wanted)
     b.stop()
     paths = ", ".join(f"'{f}'" for f in files)
     peer = []
@@ -119,6 +125,56 @@ def main():
     print(f"| peak RSS while loading | {rss.peak / 2**20:,.0f} MiB | |")
     peer_cell = f"{statistics.median(peer) * 1e3:,.0f} ms (DuckDB-Python over the Parquet)" if peer else "n/a (old eras)"
     print(f"| `p90` summary over everything (median) | {statistics.median(times) * 1e3:,.1f} ms | {peer_cell} |")
+    print("\n| exact percentile, 12-month set | client (median of 21) | server (median of 21) |")
+    print("|---|---:|---:|")
+    for name, client_ms, server_ms in ranges:
+        print(f"| {name} | {client_ms:,.2f} ms | {server_ms:,.2f} ms |")
+
+
+def server_ms(b, kind, n):
+    """The server's own durations of its last `n` answers of `kind` (the status API)."""
+    with urllib.request.urlopen(f"{b.admin}/api/status") as r:
+        queries = json.load(r)["queries"]["recent"]
+    return [q["duration_ms"] for q in queries if q["kind"] == kind][:n]
+
+
+def range_table(b, client, files, wanted):
+    y = wanted[0][:4]
+    cases = [
+        ("`p90` summary, everything", None, None),
+        (f"`p90` summary, {y}", f"{y}-01-01", f"{int(y) + 1}-01-01"),
+        (f"`p90` summary, {y}-02-03 07:13 to {y}-10-09 17:45", f"{y}-02-03 07:13", f"{y}-10-09 17:45"),
+        (f"`p90` summary, one day ({y}-03-14)", f"{y}-03-14", f"{y}-03-15"),
+    ]
+    con = duckdb.connect()
+    src = f"read_parquet([{', '.join(repr(str(f)) for f in files)}], union_by_name=true)"
+    out = []
+    for name, frm, to in cases:
+        t = {"query": "p90", "dataset": "yellow", "output": "summary"}
+        where = "TRUE"
+        if frm:
+            t.update({"from": frm, "to": to})
+            where = f"tpep_pickup_datetime >= TIMESTAMP '{frm}' AND tpep_pickup_datetime < TIMESTAMP '{to}'"
+        if all(int(m[:4]) >= 2011 for m in wanted):
+            want = con.execute(f"SELECT quantile_cont(trip_distance, 0.9) FROM {src} WHERE {where}").fetchone()[0]
+            got = client.do_get(flight.Ticket(json.dumps(t).encode())).read_all().to_pylist()[0]["threshold"]
+            assert abs(got - want) < 1e-9, (name, got, want)
+        out.append((name, *timed(b, client, t, "p90")))
+    top = {"query": "outliers", "dataset": "yellow", "from": f"{y}-01-01", "to": f"{int(y) + 1}-01-01",
+           "within_p90": True, "order_by": "avg_speed_mph desc", "limit": 10}
+    out.append((f"`outliers` top 10 by speed within p90, {y}", *timed(b, client, top, "outliers")))
+    return out
+
+
+def timed(b, client, t, kind, n=21):
+    ticket = flight.Ticket(json.dumps(t).encode())
+    client.do_get(ticket).read_all()  # the first answer counts the histograms of reopened segments
+    times = []
+    for _ in range(n):
+        t0 = time.perf_counter()
+        client.do_get(ticket).read_all()
+        times.append(time.perf_counter() - t0)
+    return statistics.median(times) * 1e3, statistics.median(server_ms(b, kind, n))
 
 
 if __name__ == "__main__":

@@ -92,6 +92,12 @@ impl Observed {
         }
     }
 
+    /// Counts the duration from `at` (when the request arrived: planning and admission count too).
+    pub fn since(mut self, at: Instant) -> Self {
+        self.started = at;
+        self
+    }
+
     /// Keeps the query's SQL text for the status page.
     pub fn with_sql(mut self, sql: Option<String>) -> Self {
         self.sql = sql;

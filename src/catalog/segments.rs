@@ -79,10 +79,10 @@ pub fn build(
         &conn,
         &build_sql(local, columns),
         &[],
-        |schema| segment::Builder::new(schema, dir, name),
+        |schema| segment::Builder::new(schema, dir, name)?.spawn(),
         |b, batch| b.push(batch),
     )
-    .and_then(segment::Builder::finish);
+    .and_then(segment::Background::finish);
     built.map_err(|e| {
         remove_parts(dir, name);
         match e {

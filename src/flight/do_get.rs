@@ -20,6 +20,7 @@ pub async fn do_get(
     metadata: &MetadataMap,
     caller: Caller,
 ) -> Result<BoxStream<FlightData>, Status> {
+    let arrived = std::time::Instant::now();
     let registration = state.running().register(t.ticket.clone());
     let ticket = match sql::command(&t.ticket) {
         Some(cmd) => match sql::answer(state, cmd).inspect_err(|s| count_refusal("flight_sql", s))? {
@@ -49,8 +50,10 @@ pub async fn do_get(
         () = registration.cancelled() => Err(Status::cancelled("the query was cancelled (CancelFlightInfo)")),
     }
     .inspect_err(|s| count_refusal(kind, s))?;
-    let obs =
-        Observed::start("DoGet", kind, caller, query.schema.metadata().clone()).with_sql(sql_text).with_stream_span();
+    let obs = Observed::start("DoGet", kind, caller, query.schema.metadata().clone())
+        .since(arrived)
+        .with_sql(sql_text)
+        .with_stream_span();
     let rows = obs.rows();
     let size = |d: &FlightData| d.data_body.len();
     let cancel = registration.cancelled_owned();

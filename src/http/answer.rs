@@ -26,6 +26,7 @@ use crate::{
 
 /// Answers `ticket` in `format`.
 pub async fn answer(http: &HttpState, ticket: Ticket, format: Format, caller: Caller) -> Response {
+    let arrived = std::time::Instant::now();
     let kind = queries::kind(&ticket);
     let sql = queries::sql_text(&ticket);
     let (state, admission) = (&http.app, http.app.admission());
@@ -52,7 +53,8 @@ pub async fn answer(http: &HttpState, ticket: Ticket, format: Format, caller: Ca
     };
     let metadata = query.schema.metadata().clone();
     let request_id = caller.request_id.clone();
-    let mut obs = Observed::start("http", kind, caller, metadata.clone()).with_sql(sql).with_stream_span();
+    let mut obs =
+        Observed::start("http", kind, caller, metadata.clone()).since(arrived).with_sql(sql).with_stream_span();
     let rows = obs.rows();
     // Only the deadline and the client (dropping the body) stop an HTTP answer.
     let never = futures::future::pending::<()>();
@@ -60,8 +62,8 @@ pub async fn answer(http: &HttpState, ticket: Ticket, format: Format, caller: Ca
         Format::Arrow => arrow_stream(encode(query, rows, slot, bounds.deadline, never)).boxed(),
         Format::Csv => csv_stream(guarded(query.batches, rows, slot, bounds.deadline, never)).boxed(),
         Format::Json => {
-            let pieces = guarded(query.batches, rows, slot, bounds.deadline, never);
-            let built = collect_for_json(pieces, http.json_max_rows)
+            let batches = guarded(query.batches, rows, slot, bounds.deadline, never);
+            let built = collect_for_json(batches, http.json_max_rows)
                 .await
                 .and_then(|batches| json_array(&batches).map_err(Status::from));
             match built {

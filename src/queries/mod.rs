@@ -8,6 +8,7 @@ pub mod native;
 pub mod outliers;
 pub mod p90;
 pub mod params;
+pub mod quantile;
 pub mod range;
 pub mod read;
 pub mod scan;

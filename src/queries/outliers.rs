@@ -219,7 +219,7 @@ pub fn plan(o: Outliers, catalog: &Catalog) -> Result<Job> {
         let mut scope = Scope { from, to, above: None, bounds };
         if o.within_p90 {
             let pins = p90::pin_range(&snap, &range)?;
-            let (stats, _) = p90::compute(&p90::map_all(&pins)?, &range, 0.9)?;
+            let (stats, _) = p90::compute(&p90::map_all(&pins)?, &range, 0.9, false)?;
             scope.above = Some(stats.threshold.unwrap_or(f64::INFINITY));
             p90::stats_metadata(&stats, 0.9, &mut md);
         }

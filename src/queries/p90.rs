@@ -18,8 +18,9 @@ use arrow::{
 use super::{
     manifest_metadata,
     native::{Emitter, Job},
+    quantile::{count_above, quantile_cont, Run},
     range::Range,
-    read::{in_range, micros, project, quantile_cont, read_masked, Aligner},
+    read::{in_range, micros, project, read_masked, Aligner},
     require_tlc,
 };
 use crate::{
@@ -56,6 +57,8 @@ struct Part {
     run: ScalarBuffer<f64>,
     /// For a partly covered group: every row's distance and whether its pickup is in range.
     partial: Option<(ScalarBuffer<f64>, Vec<bool>)>,
+    /// Counted by its segment's histogram, not by its own run.
+    counted: bool,
 }
 
 /// Pins the segments of `snap` that hold rows picked up in `range` (see [`Slot::pin`]).
@@ -70,19 +73,45 @@ pub fn map_all(pins: &[Pinned]) -> Result<Vec<Mapped<'_>>> {
     pins.iter().map(|s| s.map()).collect()
 }
 
-/// Computes the threshold and counts, and which rows are above it, over the mapped segments.
-pub fn compute(maps: &[Mapped<'_>], range: &Range, percentile: f64) -> Result<(Stats, Vec<Take>)> {
+/// Groups of fewer rows than this (stray days: a few trips dated far from their file's month)
+/// are taken from a histogram together, as one sorted run.
+const STRAY_ROWS: u64 = 64;
+
+/// Computes the threshold and counts over the mapped segments, and, when `rows` is set, which
+/// rows are above it.
+///
+/// A segment that holds more full groups in the range than large groups outside it counts its
+/// distances with its histogram, less the groups outside (and the edge groups, whose rows in range
+/// are added back one by one): a year searches 12 histograms instead of 730 day groups.
+pub fn compute(maps: &[Mapped<'_>], range: &Range, percentile: f64, rows: bool) -> Result<(Stats, Vec<Take>)> {
     let (from, to) = micros(range);
     let mut parts = Vec::new();
+    let mut histograms = Vec::new();
+    let mut outside = Vec::new();
+    let mut strays: Vec<f64> = Vec::new();
     let mut trips_in_range = 0u64;
     for (si, seg) in maps.iter().enumerate() {
-        for (gi, g) in seg.groups().iter().enumerate() {
-            match g.cover(from, to) {
+        let covers: Vec<Cover> = seg.groups().iter().map(|g| g.cover(from, to)).collect();
+        let full = covers.iter().filter(|c| **c == Cover::Full).count();
+        let large_outside =
+            seg.groups().iter().zip(&covers).filter(|(g, c)| **c != Cover::Full && g.rows >= STRAY_ROWS);
+        let counted = 2 + large_outside.count() < full;
+        if counted {
+            histograms.push(seg.histogram());
+        }
+        for ((gi, g), cover) in seg.groups().iter().enumerate().zip(covers) {
+            let whole = || seg.distances(g, g.with_distance as usize);
+            if counted && cover != Cover::Full {
+                match g.rows < STRAY_ROWS {
+                    true => strays.extend(whole().iter()),
+                    false => outside.push(whole()),
+                }
+            }
+            match cover {
                 Cover::None => {}
                 Cover::Full => {
                     trips_in_range += g.rows;
-                    let run = seg.distances(g, g.with_distance as usize);
-                    parts.push(Part { segment: si, group: gi, run, partial: None });
+                    parts.push(Part { segment: si, group: gi, run: whole(), partial: None, counted });
                 }
                 Cover::Partial => {
                     let pickups = seg.pickups(g, g.rows as usize)?;
@@ -91,22 +120,29 @@ pub fn compute(maps: &[Mapped<'_>], range: &Range, percentile: f64) -> Result<(S
                     trips_in_range += inside.iter().filter(|x| **x).count() as u64;
                     let run = distances.iter().zip(&inside).filter(|(d, i)| **i && !d.is_nan()).map(|(d, _)| *d);
                     let run = run.collect::<Vec<f64>>().into();
-                    parts.push(Part { segment: si, group: gi, run, partial: Some((distances, inside)) });
+                    let partial = Some((distances, inside));
+                    parts.push(Part { segment: si, group: gi, run, partial, counted: false });
                 }
             }
         }
     }
-    let runs: Vec<&[f64]> = parts.iter().map(|p| p.run.as_ref()).collect();
+    strays.sort_unstable_by(|a, b| b.total_cmp(a));
+    let runs: Vec<Run> = histograms
+        .into_iter()
+        .map(Run::counted)
+        .chain(outside.iter().map(|r| Run::minus(r)))
+        .chain(std::iter::once(Run::minus(&strays)))
+        .chain(parts.iter().filter(|p| !p.counted).map(|p| Run::plain(&p.run)))
+        .collect();
     let threshold = quantile_cont(&runs, percentile);
+    let trips_above = threshold.map_or(0, |thr| count_above(&runs, thr));
     let mut takes = Vec::new();
-    let mut trips_above = 0u64;
-    if let Some(thr) = threshold {
+    if let Some(thr) = threshold.filter(|_| rows) {
         for p in parts {
             let above = p.run.partition_point(|d| *d > thr);
             if above == 0 {
                 continue;
             }
-            trips_above += above as u64;
             let (rows, mask) = match p.partial {
                 None => (above, None),
                 Some((distances, inside)) => {
@@ -196,7 +232,7 @@ pub fn plan(p: P90, catalog: &Catalog) -> Result<Job> {
         let mut md = manifest_metadata(&dataset, &snap);
         let pins = pin_range(&snap, &range)?;
         let maps = map_all(&pins)?;
-        let (stats, takes) = compute(&maps, &range, percentile)?;
+        let (stats, takes) = compute(&maps, &range, percentile, trips)?;
         stats_metadata(&stats, percentile, &mut md);
         if !trips {
             let row = summary(&range, percentile, &stats, md)?;

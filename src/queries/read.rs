@@ -1,5 +1,5 @@
 //! Reading segments for the built-in tickets: ranges in microseconds, aligning a segment's batches
-//! to the dataset's current schema, and the exact percentile over sorted runs.
+//! to the dataset's current schema.
 
 use std::sync::Arc;
 
@@ -101,89 +101,4 @@ fn column(batch: &RecordBatch, field: &Field, src: Option<usize>) -> Result<Arra
         Some(i) => cast(batch.column(i), field.data_type())?,
         None => new_null_array(field.data_type(), batch.num_rows()),
     })
-}
-
-/// DuckDB's `quantile_cont` (linear interpolation between closest ranks) of the union of `runs`,
-/// each sorted in descending order without NaN. Runs are searched, never copied or sorted.
-pub fn quantile_cont(runs: &[&[f64]], q: f64) -> Option<f64> {
-    let n: usize = runs.iter().map(|r| r.len()).sum();
-    if n == 0 {
-        return None;
-    }
-    let pos = q * (n - 1) as f64;
-    let lo_rank = pos.floor() as usize;
-    let lo = nth_smallest(runs, lo_rank);
-    if pos == lo_rank as f64 {
-        return Some(lo);
-    }
-    let hi = nth_smallest(runs, lo_rank + 1);
-    Some(lo + (hi - lo) * (pos - lo_rank as f64))
-}
-
-/// Maps doubles to integers in the same order (for bisection over values).
-fn order_key(x: f64) -> u64 {
-    let b = x.to_bits();
-    if b >> 63 == 1 {
-        !b
-    } else {
-        b | (1 << 63)
-    }
-}
-
-fn from_key(k: u64) -> f64 {
-    f64::from_bits(if k >> 63 == 1 { k & !(1 << 63) } else { !k })
-}
-
-/// The value of 0-based rank `rank` in ascending order: the least value `v` with more than
-/// `rank` elements `<= v`, found by bisection over the order keys.
-fn nth_smallest(runs: &[&[f64]], rank: usize) -> f64 {
-    let count_le = |v: f64| -> usize { runs.iter().map(|r| r.len() - r.partition_point(|x| *x > v)).sum() };
-    let (mut lo, mut hi) = (u64::MAX, 0u64);
-    for r in runs.iter().filter(|r| !r.is_empty()) {
-        hi = hi.max(order_key(r[0]));
-        lo = lo.min(order_key(r[r.len() - 1]));
-    }
-    while lo < hi {
-        let mid = lo + (hi - lo) / 2;
-        if count_le(from_key(mid)) > rank {
-            hi = mid;
-        } else {
-            lo = mid + 1;
-        }
-    }
-    from_key(lo)
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    fn sorted_quantile(mut v: Vec<f64>, q: f64) -> f64 {
-        v.sort_by(f64::total_cmp);
-        let pos = q * (v.len() - 1) as f64;
-        let (lo, hi) = (pos.floor() as usize, pos.ceil() as usize);
-        v[lo] + (v[hi] - v[lo]) * (pos - lo as f64)
-    }
-
-    #[test]
-    fn quantile_over_runs_matches_sorting() {
-        let mut seed = 7u64;
-        let mut next = || {
-            seed = seed.wrapping_mul(6364136223846793005).wrapping_add(1442695040888963407);
-            ((seed >> 33) % 10_000) as f64 / 100.0 - 20.0
-        };
-        let mut runs: Vec<Vec<f64>> = (0..7).map(|i| (0..(i * 37 + 1)).map(|_| next()).collect()).collect();
-        runs.push(vec![0.0, -0.0, 0.0]);
-        runs.push(Vec::new());
-        for r in &mut runs {
-            r.sort_by(|a, b| b.total_cmp(a));
-        }
-        let all: Vec<f64> = runs.iter().flatten().copied().collect();
-        let refs: Vec<&[f64]> = runs.iter().map(Vec::as_slice).collect();
-        for q in [0.0001, 0.1, 0.5, 0.9, 0.9999] {
-            assert_eq!(quantile_cont(&refs, q), Some(sorted_quantile(all.clone(), q)), "q={q}");
-        }
-        assert_eq!(quantile_cont(&[], 0.9), None);
-        assert_eq!(quantile_cont(&[&[3.5]], 0.9), Some(3.5));
-    }
 }

@@ -19,6 +19,7 @@
 //! Which segments stay on local disk is the [`Tier`]'s business.
 
 mod build;
+mod histogram;
 mod tier;
 
 use std::{
@@ -41,7 +42,8 @@ use parquet::arrow::{
 };
 use serde::{Deserialize, Serialize};
 
-pub use build::{Builder, OUTLIER_COLUMN};
+pub use build::{Background, Builder, OUTLIER_COLUMN};
+pub use histogram::Histogram;
 pub use tier::{Pinned, Rebuild, Slot, Tier, Usage};
 
 use crate::error::{Error, Result};
@@ -70,8 +72,8 @@ static FOOTERS: LazyLock<moka::sync::Cache<u64, ArrowReaderMetadata>> = LazyLock
 /// Parsed footers kept, by their memory size.
 const FOOTER_CACHE_BYTES: u64 = 64 << 20;
 
-/// Recently decoded row groups, by (segment id, row group).
-static DECODED: LazyLock<moka::sync::Cache<(u64, u32), RecordBatch>> = LazyLock::new(|| {
+/// Recently decoded row groups, by (segment id, row group, [`column_tag`]).
+static DECODED: LazyLock<moka::sync::Cache<(u64, u32, u8), RecordBatch>> = LazyLock::new(|| {
     moka::sync::Cache::builder()
         .max_capacity(DECODED_CACHE_BYTES)
         .weigher(|_, b: &RecordBatch| b.get_array_memory_size().try_into().unwrap_or(u32::MAX))
@@ -121,6 +123,20 @@ pub enum Cover {
     Full,
 }
 
+/// Which columns a decoded row group holds: all, or only the pickup or the dropoff times (the
+/// edge days of a range, and custom physics rules, read these alone).
+fn column_tag(column: Option<&str>) -> u8 {
+    match column {
+        None => 0,
+        Some(PICKUP) => 1,
+        Some(DROPOFF) => 2,
+        Some(_) => OTHER_COLUMN,
+    }
+}
+
+/// The tag of a column decoded alone that is not kept (the tag would not tell columns apart).
+const OTHER_COLUMN: u8 = 3;
+
 /// Bytes `[0, len)` of a file as an Arrow buffer over a read-only shared mapping, unmapped when
 /// the last array using it is dropped. Only the pages read are faulted in.
 #[allow(unsafe_code)]
@@ -146,6 +162,10 @@ pub struct Segment {
     bytes: u64,
     groups: Vec<Group>,
     schema: SchemaRef,
+    /// The keys file mapped, once: every query shares the mapping (and its page tables).
+    mapped: std::sync::OnceLock<Buffer>,
+    /// The distances counted by value: from the builder, or from the keys when first asked for.
+    histogram: std::sync::OnceLock<Histogram>,
     /// Remove the files when the last handle goes.
     retired: std::sync::atomic::AtomicBool,
 }
@@ -194,6 +214,13 @@ impl Mapped<'_> {
         &self.segment.schema
     }
 
+    /// The distances of all rows counted by value; counted from the keys on first use after a
+    /// restart (a few milliseconds per million rows).
+    pub fn histogram(&self) -> &Histogram {
+        let keys = || ScalarBuffer::<f64>::new(self.keys.clone(), 0, self.segment.rows as usize);
+        self.segment.histogram.get_or_init(|| Histogram::of(&keys()))
+    }
+
     /// Distances (NULL = NaN) of the first `n` rows of `g`, in descending order.
     pub fn distances(&self, g: &Group, n: usize) -> ScalarBuffer<f64> {
         ScalarBuffer::new(self.keys.clone(), g.start as usize, n.min(g.rows as usize))
@@ -213,7 +240,7 @@ impl Mapped<'_> {
         let n = n.min(g.rows as usize);
         let mut out = Vec::with_capacity(n);
         for b in 0..n.div_ceil(CHUNK_ROWS) {
-            let batch = self.segment.decode(g.first_batch as usize + b, Some(column), false)?;
+            let batch = self.segment.decode(g.first_batch as usize + b, Some(column), true)?;
             let us = build::micros(&batch, column)?;
             let take = (n - b * CHUNK_ROWS).min(us.len());
             out.extend((0..take).map(|i| if us.is_valid(i) { us.value(i) } else { i64::MIN }));
@@ -275,6 +302,8 @@ impl Segment {
             bytes,
             groups,
             schema,
+            mapped: Default::default(),
+            histogram: Default::default(),
             retired,
         }))
     }
@@ -321,18 +350,23 @@ impl Segment {
             .map_err(|e| Error::internal(format!("segment {}: {e}", self.name)))
     }
 
-    /// Maps the segment for one query: its distance keys whole; row groups are decoded when read.
+    /// Maps the segment for one query: its distance keys whole (mapped once, on first use); row
+    /// groups are decoded when read.
     pub fn map(&self) -> Result<Mapped<'_>> {
-        let keys = match &self.keys {
-            Some(k) => map(k, self.rows as usize * 8)?,
-            None => return Err(Error::internal(format!("segment {} has no keys", self.name))),
+        let keys = match (&self.keys, self.mapped.get()) {
+            (_, Some(keys)) => keys.clone(),
+            (Some(file), None) => {
+                let mapped = map(file, self.rows as usize * 8)?;
+                self.mapped.get_or_init(|| mapped).clone()
+            }
+            (None, None) => return Err(Error::internal(format!("segment {} has no keys", self.name))),
         };
         Ok(Mapped { segment: self, keys })
     }
 
     /// Row group `i`, whole or only `column`; from the cache of decoded row groups when there.
     fn decode(&self, i: usize, column: Option<&str>, keep: bool) -> Result<RecordBatch> {
-        let key = (self.id, i as u32);
+        let key = (self.id, i as u32, column_tag(column));
         if let Some(b) = DECODED.get(&key) {
             return Ok(b);
         }
@@ -356,10 +390,15 @@ impl Segment {
             .build()?
             .next()
             .ok_or_else(|| Error::internal(format!("segment {}: row group {i} is empty", self.name)))??;
-        if keep && column.is_none() {
+        if keep && key.2 != OTHER_COLUMN {
             DECODED.insert(key, batch.clone());
         }
         Ok(batch)
+    }
+
+    /// Records the histogram the builder counted.
+    fn set_histogram(&self, histogram: Histogram) {
+        let _ = self.histogram.set(histogram);
     }
 
     /// Removes the files once the last handle goes: queries holding this segment (DuckDB's

@@ -1,6 +1,10 @@
 """pyarrow.flight against the real binary: every RPC, every ticket, every error code."""
+import datetime
 import json
 import math
+import random
+
+import duckdb
 
 import pyarrow as pa
 import pyarrow.compute  # noqa: F401 (pa.compute)
@@ -54,6 +58,34 @@ def test_p90_matches_duckdb_reference(bridge, files, frm, to):
     md = got.schema.metadata
     assert math.isclose(float(md[b"bridge.p90.threshold"]), thr, rel_tol=1e-12)
     assert int(md[b"bridge.p90.trips_above"]) == want.num_rows
+
+
+def random_ranges(n, seed):
+    """Ranges at odd minutes and seconds, from a few minutes to two months, some past the data."""
+    rng = random.Random(seed)
+    start = datetime.datetime(2023, 12, 20)
+    for _ in range(n):
+        frm = start + datetime.timedelta(seconds=rng.randrange(80 * 86400))
+        to = frm + datetime.timedelta(seconds=rng.choice([rng.randrange(60, 86400), rng.randrange(86400, 62 * 86400)]))
+        yield frm.isoformat(sep=" "), to.isoformat(sep=" "), rng.choice([0.5, 0.9, rng.uniform(0.01, 0.99)])
+
+
+def test_p90_summary_is_duckdbs_quantile_cont_over_random_ranges(bridge, files):
+    """Property test: the threshold and counts of random ranges against DuckDB-Python."""
+    con = duckdb.connect()
+    src = f"read_parquet([{', '.join(repr(str(f)) for f in files)}], union_by_name=true)"
+    for frm, to, q in random_ranges(25, seed=90):
+        t = {"query": "p90", "dataset": "yellow", "from": frm, "to": to, "output": "summary", "percentile": q}
+        got = bridge.get(t).to_pylist()[0]
+        where = f"tpep_pickup_datetime >= TIMESTAMP '{frm}' AND tpep_pickup_datetime < TIMESTAMP '{to}'"
+        thr, n = con.execute(f"SELECT quantile_cont(trip_distance, {q!r}), count(*) FROM {src} WHERE {where}").fetchone()
+        above = con.execute(f"SELECT count(*) FROM {src} WHERE {where} AND trip_distance > ?", [thr]).fetchone()[0]
+        assert got["trips_in_range"] == n, t
+        if thr is None:
+            assert got["threshold"] is None, t
+        else:
+            assert math.isclose(got["threshold"], thr, rel_tol=1e-12), (t, got, thr)
+        assert got["trips_above"] == above, (t, got)
 
 
 def test_p90_summary_and_info_schema(bridge, files):

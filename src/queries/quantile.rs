@@ -1,0 +1,179 @@
+//! DuckDB's `quantile_cont` over the union of sorted runs, found by bisection over values:
+//! nothing is copied or sorted. A run is a group's distances (each row once), a segment's
+//! [`Histogram`] (each distinct value with its count), or a group's distances to take away from a
+//! histogram that counted them (groups outside the range). A year's percentile then searches 12
+//! histograms and a few edge groups instead of 730 day groups' keys.
+
+use crate::segment::Histogram;
+
+/// Values in descending order without NaN, each counted once or by a histogram's counts, added
+/// to or taken from the union.
+#[derive(Debug, Clone, Copy)]
+pub struct Run<'a> {
+    values: &'a [f64],
+    /// Running counts (see [`Histogram::cumulative`]); None: each value counts once.
+    cumulative: Option<&'a [u64]>,
+    minus: bool,
+}
+
+impl<'a> Run<'a> {
+    pub fn plain(values: &'a [f64]) -> Self {
+        Run { values, cumulative: None, minus: false }
+    }
+
+    pub fn counted(h: &'a Histogram) -> Self {
+        Run { values: h.values(), cumulative: Some(h.cumulative()), minus: false }
+    }
+
+    /// Values already counted by another run (a histogram) that are not in the union.
+    pub fn minus(values: &'a [f64]) -> Self {
+        Run { values, cumulative: None, minus: true }
+    }
+
+    /// Elements greater than `v`.
+    fn above(&self, v: f64) -> u64 {
+        let i = self.values.partition_point(|x| *x > v);
+        match self.cumulative {
+            None => i as u64,
+            Some(_) if i == 0 => 0,
+            Some(c) => c[i - 1],
+        }
+    }
+
+    fn len(&self) -> u64 {
+        match self.cumulative {
+            None => self.values.len() as u64,
+            Some(c) => c.last().copied().unwrap_or(0),
+        }
+    }
+
+    fn signed(&self, n: u64) -> i64 {
+        if self.minus {
+            -(n as i64)
+        } else {
+            n as i64
+        }
+    }
+}
+
+/// Elements of the union.
+pub fn count(runs: &[Run]) -> u64 {
+    runs.iter().map(|r| r.signed(r.len())).sum::<i64>().max(0) as u64
+}
+
+/// Elements of the union greater than `v`.
+pub fn count_above(runs: &[Run], v: f64) -> u64 {
+    runs.iter().map(|r| r.signed(r.above(v))).sum::<i64>().max(0) as u64
+}
+
+/// DuckDB's `quantile_cont` (linear interpolation between closest ranks) of the union of `runs`.
+pub fn quantile_cont(runs: &[Run], q: f64) -> Option<f64> {
+    let n = count(runs);
+    if n == 0 {
+        return None;
+    }
+    let pos = q * (n - 1) as f64;
+    let lo_rank = pos.floor() as u64;
+    let lo = nth_smallest(runs, lo_rank);
+    if pos == lo_rank as f64 {
+        return Some(lo);
+    }
+    let hi = nth_smallest(runs, lo_rank + 1);
+    Some(lo + (hi - lo) * (pos - lo_rank as f64))
+}
+
+/// Maps doubles to integers in the same order (for bisection over values).
+fn order_key(x: f64) -> u64 {
+    let b = x.to_bits();
+    if b >> 63 == 1 {
+        !b
+    } else {
+        b | (1 << 63)
+    }
+}
+
+fn from_key(k: u64) -> f64 {
+    f64::from_bits(if k >> 63 == 1 { k & !(1 << 63) } else { !k })
+}
+
+/// The value of 0-based rank `rank` in ascending order: the least value `v` with more than
+/// `rank` elements `<= v`, found by bisection over the order keys (the union's values lie within
+/// those of the runs added).
+fn nth_smallest(runs: &[Run], rank: u64) -> f64 {
+    let n = count(runs);
+    let count_le = |v: f64| n - count_above(runs, v);
+    let (mut lo, mut hi) = (u64::MAX, 0u64);
+    for r in runs.iter().filter(|r| !r.minus && !r.values.is_empty()) {
+        hi = hi.max(order_key(r.values[0]));
+        lo = lo.min(order_key(r.values[r.values.len() - 1]));
+    }
+    while lo < hi {
+        let mid = lo + (hi - lo) / 2;
+        if count_le(from_key(mid)) > rank {
+            hi = mid;
+        } else {
+            lo = mid + 1;
+        }
+    }
+    from_key(lo)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn sorted_quantile(mut v: Vec<f64>, q: f64) -> f64 {
+        v.sort_by(f64::total_cmp);
+        let pos = q * (v.len() - 1) as f64;
+        let (lo, hi) = (pos.floor() as usize, pos.ceil() as usize);
+        v[lo] + (v[hi] - v[lo]) * (pos - lo as f64)
+    }
+
+    fn runs(seed: u64) -> Vec<Vec<f64>> {
+        let mut seed = seed;
+        let mut next = || {
+            seed = seed.wrapping_mul(6364136223846793005).wrapping_add(1442695040888963407);
+            ((seed >> 33) % 10_000) as f64 / 100.0 - 20.0
+        };
+        let mut runs: Vec<Vec<f64>> = (0..7).map(|i| (0..(i * 37 + 1)).map(|_| next()).collect()).collect();
+        runs.push(vec![0.0, -0.0, 0.0]);
+        runs.push(Vec::new());
+        for r in &mut runs {
+            r.sort_by(|a, b| b.total_cmp(a));
+        }
+        runs
+    }
+
+    #[test]
+    fn quantile_over_runs_matches_sorting() {
+        let runs = runs(7);
+        let all: Vec<f64> = runs.iter().flatten().copied().collect();
+        let plain: Vec<Run> = runs.iter().map(|r| Run::plain(r)).collect();
+        for q in [0.0001, 0.1, 0.5, 0.9, 0.9999] {
+            assert_eq!(quantile_cont(&plain, q), Some(sorted_quantile(all.clone(), q)), "q={q}");
+        }
+        assert_eq!(quantile_cont(&[], 0.9), None);
+        assert_eq!(quantile_cont(&[Run::plain(&[3.5])], 0.9), Some(3.5));
+    }
+
+    #[test]
+    fn a_histogram_less_some_runs_is_the_union_of_the_others() {
+        let runs = runs(11);
+        let all: Vec<f64> = runs.iter().flatten().copied().collect();
+        let histogram = Histogram::of(&all);
+        // Runs 2 and 5 are outside the range: taken away from the histogram of everything.
+        let kept: Vec<f64> =
+            runs.iter().enumerate().filter(|(i, _)| ![2, 5].contains(i)).flat_map(|(_, r)| r.clone()).collect();
+        let mut with_histogram = vec![Run::counted(&histogram), Run::minus(&runs[2]), Run::minus(&runs[5])];
+        for q in [0.0001, 0.25, 0.5, 0.9, 0.9999] {
+            assert_eq!(quantile_cont(&with_histogram, q), Some(sorted_quantile(kept.clone(), q)), "q={q}");
+        }
+        for v in [-20.0, 0.0, 13.37, 80.0] {
+            assert_eq!(count_above(&with_histogram, v), kept.iter().filter(|x| **x > v).count() as u64);
+        }
+        assert_eq!(count(&with_histogram), kept.len() as u64);
+        with_histogram.push(Run::plain(&runs[2]));
+        let kept_and_2: Vec<f64> = kept.iter().chain(&runs[2]).copied().collect();
+        assert_eq!(quantile_cont(&with_histogram, 0.9), Some(sorted_quantile(kept_and_2, 0.9)));
+    }
+}
