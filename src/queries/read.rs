@@ -82,6 +82,11 @@ impl Aligner {
         Aligner { target, sources }
     }
 
+    /// The schema batches are aligned to.
+    pub fn target(&self) -> &SchemaRef {
+        &self.target
+    }
+
     pub fn apply(&self, batch: &RecordBatch) -> Result<RecordBatch> {
         let columns = self
             .target

@@ -8,7 +8,8 @@ import pyarrow.parquet as pq
 
 
 def read(files, columns=("tpep_pickup_datetime", "tpep_dropoff_datetime", "trip_distance")):
-    return pa.concat_tables(pq.read_table(f, columns=list(columns)) for f in files)
+    """The files' rows (`columns`, or all of them when None)."""
+    return pa.concat_tables(pq.read_table(f, columns=list(columns) if columns else None) for f in files)
 
 
 def p90(files, frm=None, to=None, q=0.9):
@@ -32,9 +33,10 @@ def in_range(t, frm, to):
                             pc.less(col, pa.scalar(to, pa.timestamp("us")))))
 
 
-def outliers(files, frm, to):
-    """The physics rule in pyarrow compute; returns the table with a `reason` column."""
-    t = read(files)
+def outliers(files, frm, to, columns=("tpep_pickup_datetime", "tpep_dropoff_datetime", "trip_distance")):
+    """The physics rule in pyarrow compute; returns the table (`columns`, all when None) with a
+    `reason` column."""
+    t = read(files, columns)
     frm, to = (datetime.datetime.fromisoformat(x) for x in (frm, to))
     in_range = pc.and_(pc.greater_equal(t["tpep_pickup_datetime"], pa.scalar(frm, pa.timestamp("us"))),
                        pc.less(t["tpep_pickup_datetime"], pa.scalar(to, pa.timestamp("us"))))

@@ -122,6 +122,34 @@ def test_top10_fastest_within_p90(bridge, files):
     assert math.isclose(float(got.schema.metadata[b"bridge.p90.threshold"]), thr, rel_tol=1e-12)
 
 
+@pytest.mark.parametrize("order_by,limit,frm,to", [
+    ("avg_speed_mph desc", 25, "2024-01-01", "2024-03-01"),
+    ("avg_speed_mph asc", 10, "2024-01-09 13:17", "2024-02-11 08:05"),
+    ("duration_hours desc", 7, "2024-01-01", "2024-03-01"),
+    ("trip_distance desc", 12, "2024-02-03 07:13", "2024-02-20"),
+    ("trip_distance asc", 5, "2024-01-01", "2024-03-01"),
+])
+def test_outliers_top_k_match_pyarrow_reference(bridge, files, order_by, limit, frm, to):
+    """Top-k by a computed column: the order, and each row whole, against pyarrow over the files."""
+    got = bridge.get({"query": "outliers", "dataset": "yellow", "from": frm, "to": to, "order_by": order_by,
+                      "limit": limit})
+    want = ref.outliers(files, frm, to, columns=None)
+    col, direction = order_by.split()
+    us = pa.compute.subtract(want["tpep_dropoff_datetime"].cast(pa.int64()), want["tpep_pickup_datetime"].cast(pa.int64()))
+    hours = pa.compute.divide(us.cast(pa.float64()), 3.6e9)
+    speed = pa.compute.if_else(pa.compute.greater(hours, 0), pa.compute.divide(want["trip_distance"], hours), None)
+    want = want.append_column("duration_hours", hours).append_column("avg_speed_mph", speed)
+    values = sorted((v for v in want[col].to_pylist() if v is not None), reverse=direction == "desc")[:limit]
+    assert got.num_rows == limit
+    assert got[col].to_pylist() == pytest.approx(values, rel=1e-12)
+    # Every row is a reference outlier, whole: its columns read from the right place.
+    names = [n for n in got.schema.names if n not in ("duration_hours", "avg_speed_mph", "reason")]
+    by_lower = {n.lower(): n for n in want.schema.names}  # the files spell `Airport_fee`
+    reference_rows = set(zip(*(want[by_lower[n.lower()]].to_pylist() for n in names + ["reason"])))
+    for row in got.select(names + ["reason"]).to_pylist():
+        assert tuple(row.values()) in reference_rows, row
+
+
 def test_sql_matches_duckdb_reference(bridge, files):
     got = bridge.get({"query": "sql", "sql": "SELECT payment_type, count(*) AS n FROM yellow GROUP BY 1 ORDER BY 1"})
     paths = ", ".join(f"'{f}'" for f in files)

@@ -5,6 +5,8 @@
 //! the keys. Rows come back with `duration_hours`, `avg_speed_mph` and `reason`. Unordered
 //! results stream; `order_by` buffers the outlier rows of the range to sort them.
 
+mod top;
+
 use std::{collections::HashMap, sync::Arc};
 
 use arrow::{
@@ -86,7 +88,11 @@ fn order(order_by: &str) -> Result<Option<(&'static str, bool)>> {
 
 /// The result schema: the dataset's columns, then the three computed ones.
 fn output_schema(snap: &Snapshot) -> SchemaRef {
-    let mut fields: Vec<Field> = snap.schema.fields().iter().map(|f| f.as_ref().clone()).collect();
+    output_schema_of(&snap.schema)
+}
+
+fn output_schema_of(columns: &SchemaRef) -> SchemaRef {
+    let mut fields: Vec<Field> = columns.fields().iter().map(|f| f.as_ref().clone()).collect();
     fields.push(Field::new("duration_hours", DataType::Float64, true));
     fields.push(Field::new("avg_speed_mph", DataType::Float64, true));
     fields.push(Field::new("reason", DataType::Utf8, true));
@@ -153,11 +159,7 @@ fn scan(snap: &Snapshot, s: &Scope, out: &mut dyn FnMut(RecordBatch) -> Result<b
             if cover == Cover::None || (default_rule && !g.outlier) {
                 continue;
             }
-            // Above a distance threshold, only the group's sorted prefix can qualify.
-            let n = match s.above {
-                Some(thr) => seg.distances(g, g.with_distance as usize).partition_point(|d| *d > thr),
-                None => g.rows as usize,
-            };
+            let n = prefix(seg, g, s);
             let Some((mask, computed)) = classify(seg, g, cover == Cover::Partial, n, s)? else { continue };
             let (mut offset, mut taken) = (0, 0);
             for batch in seg.read(g, 0, n, true) {
@@ -184,10 +186,40 @@ fn scan(snap: &Snapshot, s: &Scope, out: &mut dyn FnMut(RecordBatch) -> Result<b
     Ok(())
 }
 
+/// The rows of `g` that can qualify: above a distance threshold, only the group's sorted prefix.
+fn prefix(seg: &Mapped<'_>, g: &Group, s: &Scope) -> usize {
+    match s.above {
+        Some(thr) => seg.distances(g, g.with_distance as usize).partition_point(|d| *d > thr),
+        None => g.rows as usize,
+    }
+}
+
 /// The most outlier rows an `order_by` without `limit` may sort (they are all held at once).
 pub const UNLIMITED_ORDER_ROWS: usize = 1_000_000;
 /// Rows a top-k buffer may reach before it is cut back, for small limits.
 const SORT_CHUNK_ROWS: usize = 65_536;
+
+/// Each segment's best `k` outliers in scope by `col` (see [`top`]), one segment pinned at a time.
+fn top_each(
+    snap: &Snapshot,
+    s: &Scope,
+    order: (&str, bool, usize),
+    out: &mut dyn FnMut(RecordBatch) -> Result<bool>,
+) -> Result<()> {
+    let default_rule = s.bounds == rule::DEFAULT;
+    for slot in &snap.segments {
+        if slot.groups().iter().all(|g| g.cover(s.from, s.to) == Cover::None) {
+            continue;
+        }
+        let pin = slot.pin()?;
+        let seg = &pin.map()?;
+        let aligner = Aligner::new(seg.schema(), snap.schema.clone());
+        if let Some(best) = top::segment_top(seg, s, default_rule, &aligner, order)? {
+            out(best)?;
+        }
+    }
+    Ok(())
+}
 
 /// Sorts all outlier rows by `col` and keeps the first `limit`.
 fn sorted(
@@ -237,7 +269,7 @@ pub fn plan(o: Outliers, catalog: &Catalog) -> Result<Job> {
                 let keep = o.limit.map(|l| l as usize);
                 let mut held: Vec<RecordBatch> = Vec::new();
                 let mut rows = 0usize;
-                scan(&snap, &scope, &mut |b| {
+                let mut hold = |b: RecordBatch| {
                     rows += b.num_rows();
                     held.push(b);
                     match keep {
@@ -255,7 +287,11 @@ pub fn plan(o: Outliers, catalog: &Catalog) -> Result<Job> {
                         _ => {}
                     }
                     Ok(true)
-                })?;
+                };
+                match keep.filter(|k| top::ranks(col) && *k <= top::MAX_K) {
+                    Some(k) => top_each(&snap, &scope, (col, desc, k), &mut hold)?,
+                    None => scan(&snap, &scope, &mut hold)?,
+                }
                 emit.push(sorted(held, &plain, col, desc, o.limit)?).map(|_| ())
             }
         }
