@@ -7,7 +7,7 @@ BIN := target/release/bridge
 ROWS ?= 3000000
 MONTH ?= 2024-01
 
-.PHONY: run test build libduckdb venv browser data bench bench-http bench-history memory-month load fuzz-http lint clean
+.PHONY: run test build libduckdb venv browser data bench bench-http bench-history bench-slow-link memory-month load fuzz-http lint clean
 
 libduckdb: $(DUCKDB_LIB_DIR)/libduckdb.so
 $(DUCKDB_LIB_DIR)/libduckdb.so:
@@ -61,6 +61,10 @@ bench-http: build venv
 # Years of data on one node (MONTHS, FROM, ROWS): ingest rate, first answer, footprint, RSS.
 bench-history: build venv
 	BRIDGE_BIN=$(CURDIR)/$(BIN) $(PY) benches/history.py --months $(or $(MONTHS),12) --from $(or $(FROM),2024-01) --rows $(ROWS)
+
+# IPC compression (bridge-ipc-compression) over a veth capped with tc tbf (MBIT, default 300); root.
+bench-slow-link: build venv
+	BRIDGE_BIN=$(CURDIR)/$(BIN) $(PY) benches/slow_link.py --mbit $(or $(MBIT),300)
 
 # Peak RSS while ingesting two 2009-sized months (14 M rows each, converted together) against the DuckDB limit + 256 MiB.
 memory-month: build venv

@@ -5,7 +5,8 @@ Parquet files on every request. Run: python benches/peer_server.py FILE... (prin
 
 One extra ticket, `{"query": "memory"}`, is not a peer but a ceiling: Arrow C++'s Flight server
 streaming the whole dataset from a table already in RAM (no query, no I/O), in messages of the
-size Bridge sends. No Flight server on this machine can stream faster to the same client.
+size Bridge sends (2 MiB, or `"message_bytes": N`). No Flight server on this machine can stream
+faster to the same client.
 """
 import json
 import sys
@@ -28,10 +29,10 @@ class Peer(flight.FlightServerBase):
         con = self.con.cursor()
         if t["query"] == "memory":
             if self.in_memory is None:
-                table = con.sql("SELECT * FROM yellow").to_arrow_table()
-                rows = max(1, (2 << 20) * table.num_rows // max(1, table.nbytes))  # ~2 MiB messages
-                self.in_memory = pa.Table.from_batches(table.combine_chunks().to_batches(max_chunksize=rows))
-            return flight.RecordBatchStream(self.in_memory)
+                self.in_memory = con.sql("SELECT * FROM yellow").to_arrow_table().combine_chunks()
+            table = self.in_memory
+            rows = max(1, t.get("message_bytes", 2 << 20) * table.num_rows // max(1, table.nbytes))
+            return flight.RecordBatchStream(pa.Table.from_batches(table.to_batches(max_chunksize=rows)))
         bounds = []
         if "from" in t:
             bounds.append(f"tpep_pickup_datetime >= TIMESTAMP '{t['from']}'")

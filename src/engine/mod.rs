@@ -24,7 +24,7 @@ pub use crate::answer::{Batches, QueryStream};
 pub use ingest::{file_select, FileRow, IngestOutcome, NewFile, Reading, Staged};
 pub use raw::Parameter;
 pub use schema::{Column, Mapped};
-pub use stream::{Planned, QueryPlan};
+pub use stream::{Planned, QueryPlan, MESSAGE_BYTES};
 
 use crate::error::{Error, Result};
 

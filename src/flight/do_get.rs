@@ -6,7 +6,9 @@ use tracing::{info_span, Instrument};
 
 use super::{
     encode::{encode, encode_batch},
-    sql, ticket, BoxStream,
+    sql, ticket,
+    wire::Wire,
+    BoxStream,
 };
 use crate::{
     observe::{observe, Bounds, Caller, Observed},
@@ -21,6 +23,7 @@ pub async fn do_get(
     caller: Caller,
 ) -> Result<BoxStream<FlightData>, Status> {
     let arrived = std::time::Instant::now();
+    let wire = Wire::from_metadata(metadata)?;
     let registration = state.running().register(t.ticket.clone());
     let ticket = match sql::command(&t.ticket) {
         Some(cmd) => match sql::answer(state, cmd).inspect_err(|s| count_refusal("flight_sql", s))? {
@@ -57,7 +60,7 @@ pub async fn do_get(
     let rows = obs.rows();
     let size = |d: &FlightData| d.data_body.len();
     let cancel = registration.cancelled_owned();
-    let data = encode(query, rows, (slot, registration), bounds.deadline, cancel);
+    let data = encode(query, wire, rows, (slot, registration), bounds.deadline, cancel);
     Ok(observe(data, obs, bounds, size))
 }
 

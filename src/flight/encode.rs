@@ -16,28 +16,78 @@ use tonic::Status;
 use arrow::record_batch::RecordBatch;
 use tokio::time::Instant;
 
-use super::BoxStream;
+use super::{wire::Wire, BoxStream};
 use crate::{
     engine::QueryStream,
     error::Error,
     limits::{self, Stop},
 };
 
-/// Encodes a running query as a Flight data stream, adding the rows sent to `rows`. The query
-/// holds `held` (its slot, its CancelFlightInfo registration) until it ends, `deadline` passes or
-/// `cancel` resolves (see [`limits::guard`]).
+/// Encodes a running query as a Flight data stream as the client asked (`wire`), adding the
+/// rows sent to `rows`. The query holds `held` (its slot, its CancelFlightInfo registration)
+/// until it ends, `deadline` passes or `cancel` resolves (see [`limits::guard`]).
 pub fn encode<H: Send + 'static>(
     query: QueryStream,
+    wire: Wire,
     rows: Arc<AtomicU64>,
     held: H,
     deadline: Instant,
     cancel: impl std::future::Future<Output = ()> + Send + 'static,
 ) -> BoxStream<FlightData> {
     let batches = guarded(query.batches, rows, held, deadline, cancel);
-    match query.max_message_bytes {
-        Some(max) => split(query.schema, batches, max),
-        None => whole(query.schema, batches),
+    let options = wire.ipc_options();
+    match (query.max_message_bytes, wire.max_message_bytes) {
+        (Some(default), asked) => split(query.schema, batches, asked.unwrap_or(default), options),
+        (None, Some(asked)) => whole(query.schema, coalesced(batches, asked), options),
+        (None, None) => whole(query.schema, batches, options),
     }
+}
+
+/// Consecutive batches concatenated into batches of at most about `max` bytes (by the bytes
+/// their rows use, not the buffers they view), for clients that accept larger messages. A batch
+/// larger than `max` by itself passes as it is.
+fn coalesced(
+    batches: impl Stream<Item = Result<RecordBatch, Status>> + Send + 'static,
+    max: usize,
+) -> impl Stream<Item = Result<RecordBatch, Status>> + Send + 'static {
+    let internal = |e| Status::from(Error::internal(e));
+    let size = move |b: &RecordBatch| -> Result<usize, Status> {
+        b.columns().iter().map(|c| c.to_data().get_slice_memory_size().map_err(internal)).sum()
+    };
+    // Held batches, never empty, as one.
+    let flush = move |held: &mut Vec<RecordBatch>| -> Result<RecordBatch, Status> {
+        let all = match held.len() {
+            1 => held[0].clone(),
+            _ => arrow::compute::concat_batches(&held[0].schema(), held.iter()).map_err(internal)?,
+        };
+        held.clear();
+        Ok(all)
+    };
+    let state = (Box::pin(batches), Vec::new(), 0usize, false);
+    futures::stream::unfold(state, move |(mut batches, mut held, mut bytes, done)| async move {
+        if done {
+            return None;
+        }
+        loop {
+            let b = match batches.next().await {
+                Some(Ok(b)) => b,
+                Some(Err(e)) => return Some((Err(e), (batches, held, bytes, true))),
+                None if held.is_empty() => return None,
+                None => return Some((flush(&mut held), (batches, held, 0, true))),
+            };
+            let n = match size(&b) {
+                Ok(n) => n,
+                Err(e) => return Some((Err(e), (batches, held, bytes, true))),
+            };
+            if bytes + n > max && !held.is_empty() {
+                let out = flush(&mut held);
+                held.push(b);
+                return Some((out, (batches, held, n, false)));
+            }
+            bytes += n;
+            held.push(b);
+        }
+    })
 }
 
 /// A query's batches, holding `held` until the end, the deadline or `cancel` (see
@@ -66,10 +116,12 @@ fn split(
     schema: SchemaRef,
     batches: impl Stream<Item = Result<RecordBatch, Status>> + Send + 'static,
     max: usize,
+    options: IpcWriteOptions,
 ) -> BoxStream<FlightData> {
     let batches = batches.map_err(|s| FlightError::Tonic(Box::new(s)));
     FlightDataEncoderBuilder::new()
         .with_schema(schema)
+        .with_options(options)
         .with_max_flight_data_size(max)
         .build(batches)
         .map_err(|e| match e {
@@ -83,8 +135,8 @@ fn split(
 fn whole(
     schema: SchemaRef,
     batches: impl Stream<Item = Result<RecordBatch, Status>> + Send + 'static,
+    options: IpcWriteOptions,
 ) -> BoxStream<FlightData> {
-    let options = IpcWriteOptions::default();
     let head = FlightData::from(SchemaAsIpc::new(&schema, &options));
     let generator = IpcDataGenerator::default();
     let mut tracker = DictionaryTracker::new(false);

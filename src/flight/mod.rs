@@ -10,6 +10,7 @@ mod get_flight_info;
 mod list_flights;
 mod sql;
 pub mod ticket;
+pub mod wire;
 
 use arrow_flight::{
     flight_service_server::FlightService, Action, ActionType, Criteria, Empty, FlightData, FlightDescriptor,

@@ -18,7 +18,10 @@ use super::{
     problem, HttpState,
 };
 use crate::{
-    flight::encode::{encode, guarded},
+    flight::{
+        encode::{encode, guarded},
+        wire::Wire,
+    },
     observe::{observe, Bounds, BoxStream, Caller, Observed},
     proto::Ticket,
     queries,
@@ -59,7 +62,7 @@ pub async fn answer(http: &HttpState, ticket: Ticket, format: Format, caller: Ca
     // Only the deadline and the client (dropping the body) stop an HTTP answer.
     let never = futures::future::pending::<()>();
     let body: BoxStream<Bytes> = match format {
-        Format::Arrow => arrow_stream(encode(query, rows, slot, bounds.deadline, never)).boxed(),
+        Format::Arrow => arrow_stream(encode(query, Wire::default(), rows, slot, bounds.deadline, never)).boxed(),
         Format::Csv => csv_stream(guarded(query.batches, rows, slot, bounds.deadline, never)).boxed(),
         Format::Json => {
             let batches = guarded(query.batches, rows, slot, bounds.deadline, never);

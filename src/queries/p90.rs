@@ -57,7 +57,7 @@ struct Part {
     run: ScalarBuffer<f64>,
     /// For a partly covered group: every row's distance and whether its pickup is in range.
     partial: Option<(ScalarBuffer<f64>, Vec<bool>)>,
-    /// Counted by its segment's histogram, not by its own run.
+    /// Counted by its segment's histogram or with the strays, not by its own run.
     counted: bool,
 }
 
@@ -88,7 +88,8 @@ pub fn compute(maps: &[Mapped<'_>], range: &Range, percentile: f64, rows: bool) 
     let mut parts = Vec::new();
     let mut histograms = Vec::new();
     let mut outside = Vec::new();
-    let mut strays: Vec<f64> = Vec::new();
+    // Stray groups (see STRAY_ROWS) taken from histograms, and counted outside any histogram.
+    let (mut strays, mut strays_in): (Vec<f64>, Vec<f64>) = (Vec::new(), Vec::new());
     let mut trips_in_range = 0u64;
     for (si, seg) in maps.iter().enumerate() {
         let covers: Vec<Cover> = seg.groups().iter().map(|g| g.cover(from, to)).collect();
@@ -111,7 +112,12 @@ pub fn compute(maps: &[Mapped<'_>], range: &Range, percentile: f64, rows: bool) 
                 Cover::None => {}
                 Cover::Full => {
                     trips_in_range += g.rows;
-                    parts.push(Part { segment: si, group: gi, run: whole(), partial: None, counted });
+                    // Stray days of other files count together, as one sorted run.
+                    let stray = !counted && g.rows < STRAY_ROWS;
+                    if stray {
+                        strays_in.extend(whole().iter());
+                    }
+                    parts.push(Part { segment: si, group: gi, run: whole(), partial: None, counted: counted || stray });
                 }
                 Cover::Partial => {
                     let pickups = seg.pickups(g, g.rows as usize)?;
@@ -127,11 +133,12 @@ pub fn compute(maps: &[Mapped<'_>], range: &Range, percentile: f64, rows: bool) 
         }
     }
     strays.sort_unstable_by(|a, b| b.total_cmp(a));
+    strays_in.sort_unstable_by(|a, b| b.total_cmp(a));
     let runs: Vec<Run> = histograms
         .into_iter()
         .map(Run::counted)
         .chain(outside.iter().map(|r| Run::minus(r)))
-        .chain(std::iter::once(Run::minus(&strays)))
+        .chain([Run::minus(&strays), Run::plain(&strays_in)])
         .chain(parts.iter().filter(|p| !p.counted).map(|p| Run::plain(&p.run)))
         .collect();
     let threshold = quantile_cont(&runs, percentile);

@@ -9,3 +9,4 @@ mod flights;
 mod prepared;
 mod queries;
 mod reference;
+mod wire;

@@ -227,3 +227,25 @@ def test_errors_the_users_sql_causes_are_invalid_argument(bridge, sql):
     with pytest.raises(pa.ArrowInvalid) as err:
         bridge.get({"query": "sql", "sql": sql})
     assert "internal error" not in str(err.value)
+
+
+@pytest.mark.parametrize("headers", [
+    [(b"bridge-max-message-bytes", b"16MiB")],
+    [(b"bridge-ipc-compression", b"zstd")],
+    [(b"bridge-ipc-compression", b"lz4"), (b"bridge-max-message-bytes", b"4MiB")],
+])
+def test_pyarrow_clients_ask_for_larger_or_compressed_messages(bridge, files, headers):
+    """The README's Python lines: the same rows as a default client gets, against pyarrow."""
+    ticket = flight.Ticket(json.dumps({"query": "scan", "dataset": "yellow"}).encode())
+    got = bridge.client.do_get(ticket, flight.FlightCallOptions(headers=headers)).read_all()
+    assert ref.key(got) == ref.key(ref.read(files))
+    biggest = max(b.nbytes for b in got.to_batches())
+    asked = dict(headers).get(b"bridge-max-message-bytes")
+    assert biggest <= (int(asked[:-3]) << 20 if asked else 2 << 20) * 1.05, biggest
+
+
+def test_unknown_wire_headers_values_are_refused(bridge):
+    ticket = flight.Ticket(json.dumps({"query": "scan", "dataset": "yellow"}).encode())
+    for header in [(b"bridge-ipc-compression", b"brotli"), (b"bridge-max-message-bytes", b"100GB")]:
+        with pytest.raises(pa.ArrowInvalid, match="bridge-"):
+            bridge.client.do_get(ticket, flight.FlightCallOptions(headers=[header])).read_all()
