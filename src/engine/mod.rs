@@ -103,6 +103,7 @@ impl Engine {
              SET autoinstall_known_extensions = false;
              SET allow_community_extensions = false;
              SET enable_external_file_cache = false;
+             SET GLOBAL parquet_metadata_cache = true;
              SET lock_configuration = true;
              CREATE SCHEMA IF NOT EXISTS bridge;
              CREATE TABLE IF NOT EXISTS bridge.files (

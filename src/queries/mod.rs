@@ -2,6 +2,7 @@
 //! work starts) and returns a [`Plan`]: the built-in tickets read segments natively; `sql` runs
 //! in DuckDB inside one transaction.
 
+pub mod fast;
 pub mod guard;
 pub mod macros;
 pub mod native;
@@ -39,7 +40,18 @@ pub fn plan(ticket: Ticket, catalog: &Catalog) -> Result<Plan> {
         Some(Query::P90(p)) => p90::plan(p, catalog).map(Plan::Native),
         Some(Query::Outliers(o)) => outliers::plan(o, catalog).map(Plan::Native),
         Some(Query::Scan(s)) => scan::plan(s, catalog).map(Plan::Native),
-        Some(Query::Sql(s)) => sql::plan(s, catalog).map(Plan::Sql),
+        Some(Query::Sql(s)) => {
+            // SQL the segments answer runs as its ticket (see `fast`); if that ticket cannot be
+            // planned, DuckDB answers (and words any error) as for any other statement.
+            if let Some(count) = fast::count_star(&s.sql, catalog).filter(|_| s.parameters.is_empty()) {
+                return count.map(Plan::Native);
+            }
+            let native = fast::rewrite(&s.sql).filter(|_| s.parameters.is_empty()).map(|t| plan(t, catalog));
+            match native {
+                Some(Ok(p)) => Ok(p),
+                _ => sql::plan(s, catalog).map(Plan::Sql),
+            }
+        }
         None => Err(Error::invalid("the ticket names no query; set one of p90, outliers, scan, sql")),
     }
 }

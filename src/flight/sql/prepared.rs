@@ -60,9 +60,17 @@ async fn describe(state: &AppState, statement: Sql) -> Result<(Schema, Schema), 
         crate::proto::Ticket { query: Some(crate::proto::ticket::Query::Sql(statement.clone())), call_id: Vec::new() };
     // schema_of runs the SQL guard first: only a checked statement is prepared below.
     let schema = super::super::get_flight_info::schema_of(state, ticket).await?;
-    let engine = state.catalog().engine().clone();
-    let sql = statement.sql;
-    let parameters = tokio::task::spawn_blocking(move || engine.parameters(&sql)).await.map_err(Error::internal)??;
+    // SQL the segments answer has literals only (see `queries::fast`): no parameters to type, and
+    // no DuckDB bind of the datasets' files.
+    let fast = queries::fast::rewrite(&statement.sql).is_some()
+        || queries::fast::count_star(&statement.sql, state.catalog()).is_some();
+    let parameters = match fast {
+        true => Vec::new(),
+        false => {
+            let (engine, sql) = (state.catalog().engine().clone(), statement.sql);
+            tokio::task::spawn_blocking(move || engine.parameters(&sql)).await.map_err(Error::internal)??
+        }
+    };
     let fields: Vec<Field> =
         parameters.into_iter().map(|p| Field::new(p.name, p.ty.unwrap_or(DataType::Utf8), true)).collect();
     Ok((schema.as_ref().clone(), Schema::new(fields)))
