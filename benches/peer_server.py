@@ -5,7 +5,7 @@ Parquet files on every request. Run: python benches/peer_server.py FILE... (prin
 
 One extra ticket, `{"query": "memory"}`, is not a peer but a ceiling: Arrow C++'s Flight server
 streaming the whole dataset from a table already in RAM (no query, no I/O), in messages of the
-size Bridge sends (2 MiB, or `"message_bytes": N`). No Flight server on this machine can stream
+size Bridge sends (2 MiB, or `"message_bytes": N`); `"rows": N` sends only the first N rows. No Flight server on this machine can stream
 faster to the same client.
 """
 import json
@@ -30,7 +30,7 @@ class Peer(flight.FlightServerBase):
         if t["query"] == "memory":
             if self.in_memory is None:
                 self.in_memory = con.sql("SELECT * FROM yellow").to_arrow_table().combine_chunks()
-            table = self.in_memory
+            table = self.in_memory.slice(0, t["rows"]) if "rows" in t else self.in_memory
             rows = max(1, t.get("message_bytes", 2 << 20) * table.num_rows // max(1, table.nbytes))
             return flight.RecordBatchStream(pa.Table.from_batches(table.to_batches(max_chunksize=rows)))
         bounds = []

@@ -9,9 +9,10 @@
 use std::{collections::HashMap, sync::Arc};
 
 use arrow::{
-    array::{BooleanArray, Float64Array, Int64Array, TimestampMicrosecondArray},
+    array::{AsArray, BooleanArray, Float64Array, Int64Array, TimestampMicrosecondArray},
     buffer::ScalarBuffer,
-    datatypes::{DataType, Field, Schema, TimeUnit},
+    compute::filter,
+    datatypes::{DataType, Field, Float64Type, Schema, TimeUnit},
     record_batch::RecordBatch,
 };
 
@@ -20,7 +21,7 @@ use super::{
     native::{Emitter, Job},
     quantile::{count_above, quantile_cont, Run},
     range::Range,
-    read::{in_range, micros, project, read_masked, Aligner},
+    read::{micros, pickup_mask, project, read_masked, Aligner},
     require_tlc,
 };
 use crate::{
@@ -56,7 +57,7 @@ struct Part {
     /// Distances in range, descending (a run for the percentile).
     run: ScalarBuffer<f64>,
     /// For a partly covered group: every row's distance and whether its pickup is in range.
-    partial: Option<(ScalarBuffer<f64>, Vec<bool>)>,
+    partial: Option<(ScalarBuffer<f64>, BooleanArray)>,
     /// Counted by its segment's histogram or with the strays, not by its own run.
     counted: bool,
 }
@@ -120,12 +121,13 @@ pub fn compute(maps: &[Mapped<'_>], range: &Range, percentile: f64, rows: bool) 
                     parts.push(Part { segment: si, group: gi, run: whole(), partial: None, counted: counted || stray });
                 }
                 Cover::Partial => {
-                    let pickups = seg.pickups(g, g.rows as usize)?;
+                    let inside = pickup_mask(seg, g, g.rows as usize, from, to)?;
+                    trips_in_range += inside.true_count() as u64;
                     let distances = seg.distances(g, g.rows as usize);
-                    let inside: Vec<bool> = pickups.iter().map(|&t| in_range(t, from, to)).collect();
-                    trips_in_range += inside.iter().filter(|x| **x).count() as u64;
-                    let run = distances.iter().zip(&inside).filter(|(d, i)| **i && !d.is_nan()).map(|(d, _)| *d);
-                    let run = run.collect::<Vec<f64>>().into();
+                    // Rows with a distance come first: the run is theirs that are in range.
+                    let with = g.with_distance as usize;
+                    let run = filter(&Float64Array::new(distances.slice(0, with), None), &inside.slice(0, with))?;
+                    let run = run.as_primitive::<Float64Type>().values().clone();
                     let partial = Some((distances, inside));
                     parts.push(Part { segment: si, group: gi, run, partial, counted: false });
                 }
@@ -154,7 +156,7 @@ pub fn compute(maps: &[Mapped<'_>], range: &Range, percentile: f64, rows: bool) 
                 None => (above, None),
                 Some((distances, inside)) => {
                     let rows = distances.partition_point(|d| *d > thr);
-                    (rows, Some(BooleanArray::from(inside[..rows].to_vec())))
+                    (rows, Some(inside.slice(0, rows)))
                 }
             };
             takes.push(Take { segment: p.segment, group: p.group, rows, mask });

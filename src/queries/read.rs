@@ -4,8 +4,13 @@
 use std::sync::Arc;
 
 use arrow::{
-    array::{new_null_array, ArrayRef, BooleanArray},
-    compute::{cast, filter_record_batch},
+    array::{new_null_array, Array, ArrayRef, AsArray, BooleanArray, TimestampMicrosecondArray},
+    buffer::BooleanBuffer,
+    compute::{
+        and, cast, concat, filter_record_batch,
+        kernels::cmp::{gt_eq, lt},
+        prep_null_mask_filter,
+    },
     datatypes::{Field, Schema, SchemaRef},
     record_batch::RecordBatch,
 };
@@ -25,6 +30,30 @@ pub fn micros(range: &Range) -> (Option<i64>, Option<i64>) {
 
 pub fn in_range(t: i64, from: Option<i64>, to: Option<i64>) -> bool {
     t != i64::MIN && from.is_none_or(|f| t >= f) && to.is_none_or(|e| t < e)
+}
+
+/// Whether each of the first `n` rows of `g` was picked up in `[from, to)` (NULL pickups are
+/// not), computed with Arrow's comparison kernels over the decoded pickups.
+pub fn pickup_mask(seg: &Mapped<'_>, g: &Group, n: usize, from: Option<i64>, to: Option<i64>) -> Result<BooleanArray> {
+    let mut parts = Vec::new();
+    for us in seg.pickup_arrays(g, n)? {
+        let inside = match (from, to) {
+            (Some(f), Some(t)) => and(
+                &gt_eq(&us, &TimestampMicrosecondArray::new_scalar(f))?,
+                &lt(&us, &TimestampMicrosecondArray::new_scalar(t))?,
+            )?,
+            (Some(f), None) => gt_eq(&us, &TimestampMicrosecondArray::new_scalar(f))?,
+            (None, Some(t)) => lt(&us, &TimestampMicrosecondArray::new_scalar(t))?,
+            (None, None) => BooleanArray::new(BooleanBuffer::new_set(us.len()), us.nulls().cloned()),
+        };
+        // NULL pickups compare as NULL: not in range.
+        parts.push(if inside.nulls().is_some() { prep_null_mask_filter(&inside) } else { inside });
+    }
+    let refs: Vec<&dyn Array> = parts.iter().map(|p| p as &dyn Array).collect();
+    match refs.len() {
+        0 => Ok(BooleanArray::from(Vec::<bool>::new())),
+        _ => Ok(concat(&refs)?.as_boolean().clone()),
+    }
 }
 
 /// The first `rows` rows of group `g`, keeping those where `mask` (one entry per row) is true;

@@ -4,13 +4,11 @@
 
 use std::sync::Arc;
 
-use arrow::array::BooleanArray;
-
 use super::{
     manifest_metadata,
     native::{Emitter, Job},
     range::Range,
-    read::{in_range, micros, project, read_masked, Aligner},
+    read::{micros, pickup_mask, project, read_masked, Aligner},
     require_tlc,
 };
 use crate::{catalog::Catalog, error::Result, proto::Scan, segment::Cover};
@@ -41,13 +39,8 @@ pub fn plan(s: Scan, catalog: &Catalog) -> Result<Job> {
                 if cover == Cover::None {
                     continue;
                 }
-                let inside = (cover == Cover::Partial)
-                    .then(|| {
-                        Ok::<_, crate::error::Error>(BooleanArray::from_iter(
-                            seg.pickups(g, g.rows as usize)?.iter().map(|&t| Some(in_range(t, from, to))),
-                        ))
-                    })
-                    .transpose()?;
+                let inside =
+                    (cover == Cover::Partial).then(|| pickup_mask(seg, g, g.rows as usize, from, to)).transpose()?;
                 for batch in read_masked(seg, g, g.rows as usize, inside.as_ref(), false) {
                     if !emit.push(aligner.apply(&batch?)?)? {
                         return Ok(());

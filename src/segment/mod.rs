@@ -236,6 +236,19 @@ impl Mapped<'_> {
         self.times(DROPOFF, g, n)
     }
 
+    /// Pickup times of the first `n` rows of `g` as microsecond arrays, one per row group, as
+    /// decoded (no copy).
+    pub fn pickup_arrays(&self, g: &Group, n: usize) -> Result<Vec<arrow::array::TimestampMicrosecondArray>> {
+        let n = n.min(g.rows as usize);
+        (0..n.div_ceil(CHUNK_ROWS))
+            .map(|b| {
+                let batch = self.segment.decode(g.first_batch as usize + b, Some(PICKUP), true)?;
+                let us = build::micros(&batch, PICKUP)?;
+                Ok(us.slice(0, (n - b * CHUNK_ROWS).min(us.len())))
+            })
+            .collect()
+    }
+
     fn times(&self, column: &str, g: &Group, n: usize) -> Result<Vec<i64>> {
         let n = n.min(g.rows as usize);
         let mut out = Vec::with_capacity(n);
