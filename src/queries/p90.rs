@@ -19,7 +19,7 @@ use arrow::{
 use super::{
     manifest_metadata,
     native::{Emitter, Job},
-    quantile::{count_above, quantile_cont, Run},
+    quantile::{count_above, quantile_cont, sort_descending, Run},
     range::Range,
     read::{micros, pickup_mask, project, read_masked, Aligner},
     require_tlc,
@@ -81,7 +81,7 @@ const STRAY_ROWS: u64 = 64;
 /// Computes the threshold and counts over the mapped segments, and, when `rows` is set, which
 /// rows are above it.
 ///
-/// A segment that holds more full groups in the range than large groups outside it counts its
+/// A segment that holds more large groups in the range than outside it counts its
 /// distances with its histogram, less the groups outside (and the edge groups, whose rows in range
 /// are added back one by one): a year searches 12 histograms instead of 730 day groups.
 pub fn compute(maps: &[Mapped<'_>], range: &Range, percentile: f64, rows: bool) -> Result<(Stats, Vec<Take>)> {
@@ -94,10 +94,12 @@ pub fn compute(maps: &[Mapped<'_>], range: &Range, percentile: f64, rows: bool) 
     let mut trips_in_range = 0u64;
     for (si, seg) in maps.iter().enumerate() {
         let covers: Vec<Cover> = seg.groups().iter().map(|g| g.cover(from, to)).collect();
-        let full = covers.iter().filter(|c| **c == Cover::Full).count();
-        let large_outside =
-            seg.groups().iter().zip(&covers).filter(|(g, c)| **c != Cover::Full && g.rows >= STRAY_ROWS);
-        let counted = 2 + large_outside.count() < full;
+        // Large groups only: small ones count together as strays either way.
+        let large = |full: bool| {
+            let groups = seg.groups().iter().zip(&covers);
+            groups.filter(|(g, c)| (**c == Cover::Full) == full && g.rows >= STRAY_ROWS).count()
+        };
+        let counted = 2 + large(false) < large(true);
         if counted {
             histograms.push(seg.histogram());
         }
@@ -134,8 +136,8 @@ pub fn compute(maps: &[Mapped<'_>], range: &Range, percentile: f64, rows: bool) 
             }
         }
     }
-    strays.sort_unstable_by(|a, b| b.total_cmp(a));
-    strays_in.sort_unstable_by(|a, b| b.total_cmp(a));
+    sort_descending(&mut strays);
+    sort_descending(&mut strays_in);
     let runs: Vec<Run> = histograms
         .into_iter()
         .map(Run::counted)

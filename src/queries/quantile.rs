@@ -82,6 +82,16 @@ pub fn quantile_cont(runs: &[Run], q: f64) -> Option<f64> {
     Some(lo + (hi - lo) * (pos - lo_rank as f64))
 }
 
+/// Sorts values in descending order (as a run), by their order keys: integer sorting is several
+/// times faster than comparing doubles.
+pub fn sort_descending(values: &mut [f64]) {
+    let mut keys: Vec<u64> = values.iter().map(|v| !order_key(*v)).collect();
+    keys.sort_unstable();
+    for (v, k) in values.iter_mut().zip(keys) {
+        *v = from_key(!k);
+    }
+}
+
 /// Maps doubles to integers in the same order (for bisection over values).
 fn order_key(x: f64) -> u64 {
     let b = x.to_bits();
@@ -154,6 +164,13 @@ mod tests {
         }
         assert_eq!(quantile_cont(&[], 0.9), None);
         assert_eq!(quantile_cont(&[Run::plain(&[3.5])], 0.9), Some(3.5));
+    }
+
+    #[test]
+    fn sorting_by_order_keys_sorts_descending() {
+        let mut v = vec![1.5, -3.0, 0.0, 80.25, -0.5, 2.0];
+        sort_descending(&mut v);
+        assert_eq!(v, vec![80.25, 2.0, 1.5, 0.0, -0.5, -3.0]);
     }
 
     #[test]
