@@ -18,7 +18,7 @@ def peak_rss(pid):
 
 # Two 2009-layout months (text times, the slowest to ingest), converted at the same time as the
 # pipeline does. `make memory-month` runs the real size: 14 M rows, as a 2009 month holds.
-MONTH_ROWS = int(os.environ.get("MEMORY_MONTH_ROWS", 3_000_000))
+MONTH_ROWS = int(os.environ.get("MEMORY_MONTH_ROWS", 2_000_000))
 LIMIT_MB = int(os.environ.get("MEMORY_LIMIT_MB", 256))
 
 
