@@ -6,7 +6,8 @@
 //! * `SELECT * FROM outliers('<dataset>', <from>, <to> [, within_p90 := true|false])`
 //! * `SELECT * | <column>, ... FROM <dataset> WHERE tpep_pickup_datetime >= <from> AND
 //!   tpep_pickup_datetime < <to>` (either bound alone, too): the `scan` ticket
-//! * `SELECT count(*) FROM <dataset>`: the row count of the dataset's manifest (any dataset)
+//! * `SELECT count(*) [AS <name>] FROM <dataset>`: the row count of the dataset's manifest (any
+//!   dataset)
 //!
 //! where a bound is `'<ISO date or datetime>'`, `TIMESTAMP '<…>'` or `NULL` (open; only in the
 //! macros). Anything else (another shape, another literal, a bound the ticket refuses) goes to
@@ -162,8 +163,8 @@ pub fn rewrite(sql: &str) -> Option<Ticket> {
     c.done().then_some(Ticket { query: Some(query), call_id: Vec::new() })
 }
 
-/// `SELECT count(*) FROM <dataset>`, answered from the manifest: its files' row counts are the
-/// rows the dataset's view holds. The column is named as DuckDB names it.
+/// `SELECT count(*) [AS <name>] FROM <dataset>`, answered from the manifest: its files' row
+/// counts are the rows the dataset's view holds. The column is named as DuckDB names it.
 pub fn count_star(sql: &str, catalog: &Catalog) -> Option<Result<Job>> {
     let tokens = lex(sql)?;
     let mut c = Cursor(&tokens);
@@ -172,6 +173,11 @@ pub fn count_star(sql: &str, catalog: &Catalog) -> Option<Result<Job>> {
     }
     for p in ["(", "*", ")"] {
         c.punct(p)?;
+    }
+    let mut name = "count_star()".to_string();
+    if c.0.first() == Some(&Token::Word("as".into())) {
+        c.word("as")?;
+        name = c.ident()?;
     }
     c.word("from")?;
     let dataset = c.ident()?;
@@ -184,7 +190,7 @@ pub fn count_star(sql: &str, catalog: &Catalog) -> Option<Result<Job>> {
         return Some(Err(e));
     }
     Some(Ok(Box::new(move |emit: &mut super::native::Emitter| {
-        let schema = Schema::new(vec![Field::new("count_star()", DataType::Int64, true)]);
+        let schema = Schema::new(vec![Field::new(name.as_str(), DataType::Int64, true)]);
         let schema = Arc::new(schema.with_metadata(manifest_metadata(&dataset, &snap)));
         let rows = Int64Array::from(vec![snap.rows() as i64]);
         if emit.start(schema.clone(), None) {

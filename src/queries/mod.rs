@@ -117,16 +117,22 @@ pub fn require_tlc(dataset: &str, snap: &Snapshot, query: &str) -> Result<()> {
     Ok(())
 }
 
-/// Freshness metadata of the snapshot a built-in query reads.
+/// Freshness metadata of the snapshot a built-in query reads: `bridge.<key>`, and also
+/// `bridge.<key>.<dataset>` as `sql` answers key it (SQL the segments answer reads the same).
 pub fn manifest_metadata(dataset: &str, snap: &Snapshot) -> HashMap<String, String> {
     let newest = snap.files.iter().map(|f| f.last_modified).max();
-    HashMap::from([
-        ("bridge.dataset".to_string(), dataset.to_string()),
-        ("bridge.manifest_version".to_string(), snap.version.to_string()),
-        ("bridge.file_count".to_string(), snap.files.len().to_string()),
-        ("bridge.row_count".to_string(), snap.rows().to_string()),
-        ("bridge.newest_file_modified".to_string(), newest.map(|t| t.to_rfc3339()).unwrap_or_default()),
-    ])
+    let facts = [
+        ("manifest_version", snap.version.to_string()),
+        ("file_count", snap.files.len().to_string()),
+        ("row_count", snap.rows().to_string()),
+        ("newest_file_modified", newest.map(|t| t.to_rfc3339()).unwrap_or_default()),
+    ];
+    let mut md = HashMap::from([("bridge.dataset".to_string(), dataset.to_string())]);
+    for (key, value) in facts {
+        md.insert(format!("bridge.{key}.{dataset}"), value.clone());
+        md.insert(format!("bridge.{key}"), value);
+    }
+    md
 }
 
 /// Freshness metadata of `dataset` as a SQL query's transaction sees it, keyed

@@ -174,7 +174,7 @@ pub fn emit_takes(maps: &[Mapped<'_>], takes: &[Take], target: &Arc<Schema>, emi
         let seg = &maps[t.segment];
         let group = &seg.groups()[t.group];
         let aligner = aligners.entry(t.segment).or_insert_with(|| Aligner::new(seg.schema(), target.clone()));
-        for batch in read_masked(seg, group, t.rows, t.mask.as_ref(), true) {
+        for batch in read_masked(seg, group, t.rows, t.mask.as_ref(), (None, true)) {
             if !emit.push(aligner.apply(&batch?)?)? {
                 return Ok(());
             }

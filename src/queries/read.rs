@@ -56,17 +56,18 @@ pub fn pickup_mask(seg: &Mapped<'_>, g: &Group, n: usize, from: Option<i64>, to:
     }
 }
 
-/// The first `rows` rows of group `g`, keeping those where `mask` (one entry per row) is true;
-/// `keep` keeps the decoded rows for the next query (see [`Mapped::read`]).
+/// The first `rows` rows of group `g` (every column, or only `columns`), keeping those where
+/// `mask` (one entry per row) is true; `keep` keeps the decoded rows for the next query (see
+/// [`Mapped::read`]).
 pub fn read_masked<'a>(
     seg: &'a Mapped<'_>,
     g: &'a Group,
     rows: usize,
     mask: Option<&'a BooleanArray>,
-    keep: bool,
+    (columns, keep): (Option<&'a [&'a str]>, bool),
 ) -> impl Iterator<Item = Result<RecordBatch>> + 'a {
     let mut offset = 0;
-    seg.read(g, 0, rows, keep).map(move |batch| {
+    seg.read(g, (0, rows), columns, keep).map(move |batch| {
         let batch = batch?;
         let n = batch.num_rows();
         offset += n;

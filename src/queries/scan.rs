@@ -4,6 +4,8 @@
 
 use std::sync::Arc;
 
+use arrow::record_batch::RecordBatch;
+
 use super::{
     manifest_metadata,
     native::{Emitter, Job},
@@ -26,6 +28,9 @@ pub fn plan(s: Scan, catalog: &Catalog) -> Result<Job> {
             return Ok(());
         }
         let (from, to) = micros(&range);
+        // A projection decodes only its columns.
+        let names: Vec<&str> = target.fields().iter().map(|f| f.name().as_str()).collect();
+        let columns = (!s.columns.is_empty()).then_some(names.as_slice());
         // One segment pinned at a time: a long range never needs every file local at once.
         for slot in &snap.segments {
             if slot.groups().iter().all(|g| g.cover(from, to) == Cover::None) {
@@ -33,7 +38,12 @@ pub fn plan(s: Scan, catalog: &Catalog) -> Result<Job> {
             }
             let pin = slot.pin()?;
             let seg = &pin.map()?;
+            // Aligned by the batches' own schema: a projection decodes a subset of the columns.
             let aligner = Aligner::new(seg.schema(), target.clone());
+            let align = |batch: RecordBatch| match columns {
+                None => aligner.apply(&batch),
+                Some(_) => Aligner::new(&batch.schema(), target.clone()).apply(&batch),
+            };
             for g in seg.groups() {
                 let cover = g.cover(from, to);
                 if cover == Cover::None {
@@ -41,8 +51,8 @@ pub fn plan(s: Scan, catalog: &Catalog) -> Result<Job> {
                 }
                 let inside =
                     (cover == Cover::Partial).then(|| pickup_mask(seg, g, g.rows as usize, from, to)).transpose()?;
-                for batch in read_masked(seg, g, g.rows as usize, inside.as_ref(), false) {
-                    if !emit.push(aligner.apply(&batch?)?)? {
+                for batch in read_masked(seg, g, g.rows as usize, inside.as_ref(), (columns, false)) {
+                    if !emit.push(align(batch?)?)? {
                         return Ok(());
                     }
                 }

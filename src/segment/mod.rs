@@ -242,7 +242,7 @@ impl Mapped<'_> {
         let n = n.min(g.rows as usize);
         (0..n.div_ceil(CHUNK_ROWS))
             .map(|b| {
-                let batch = self.segment.decode(g.first_batch as usize + b, Some(PICKUP), true)?;
+                let batch = self.segment.decode(g.first_batch as usize + b, Some(&[PICKUP]), true)?;
                 let us = build::micros(&batch, PICKUP)?;
                 Ok(us.slice(0, (n - b * CHUNK_ROWS).min(us.len())))
             })
@@ -253,7 +253,7 @@ impl Mapped<'_> {
         let n = n.min(g.rows as usize);
         let mut out = Vec::with_capacity(n);
         for b in 0..n.div_ceil(CHUNK_ROWS) {
-            let batch = self.segment.decode(g.first_batch as usize + b, Some(column), true)?;
+            let batch = self.segment.decode(g.first_batch as usize + b, Some(&[column]), true)?;
             let us = build::micros(&batch, column)?;
             let take = (n - b * CHUNK_ROWS).min(us.len());
             out.extend((0..take).map(|i| if us.is_valid(i) { us.value(i) } else { i64::MIN }));
@@ -261,13 +261,20 @@ impl Mapped<'_> {
         Ok(out)
     }
 
-    /// Rows `[lo, hi)` of group `g` as record batches of at most [`CHUNK_ROWS`], decoded lazily;
-    /// `keep` keeps what was decoded for the next query (not for bulk reads).
-    pub fn read(&self, g: &Group, lo: usize, hi: usize, keep: bool) -> impl Iterator<Item = Result<RecordBatch>> + '_ {
+    /// Rows `[lo, hi)` of group `g` as record batches of at most [`CHUNK_ROWS`], decoded lazily,
+    /// with every column or only `columns`; `keep` keeps what was decoded for the next query (not
+    /// for bulk reads).
+    pub fn read<'a>(
+        &'a self,
+        g: &Group,
+        (lo, hi): (usize, usize),
+        columns: Option<&'a [&'a str]>,
+        keep: bool,
+    ) -> impl Iterator<Item = Result<RecordBatch>> + 'a {
         let hi = hi.min(g.rows as usize);
         let first = g.first_batch as usize;
         (lo / CHUNK_ROWS..hi.div_ceil(CHUNK_ROWS)).filter(move |_| lo < hi).map(move |b| {
-            let batch = self.segment.decode(first + b, None, keep)?;
+            let batch = self.segment.decode(first + b, columns, keep)?;
             let base = b * CHUNK_ROWS;
             let (from, to) = (lo.max(base) - base, (hi - base).min(batch.num_rows()));
             Ok(batch.slice(from, to.saturating_sub(from)))
@@ -378,8 +385,15 @@ impl Segment {
     }
 
     /// Row group `i`, whole or only `column`; from the cache of decoded row groups when there.
-    fn decode(&self, i: usize, column: Option<&str>, keep: bool) -> Result<RecordBatch> {
-        let key = (self.id, i as u32, column_tag(column));
+    /// Row group `i`, whole or only `columns` (matched case-insensitively; all when none is in
+    /// this segment); from the cache of decoded row groups when there.
+    fn decode(&self, i: usize, columns: Option<&[&str]>, keep: bool) -> Result<RecordBatch> {
+        let tag = match columns {
+            None => column_tag(None),
+            Some([one]) => column_tag(Some(one)),
+            Some(_) => OTHER_COLUMN,
+        };
+        let key = (self.id, i as u32, tag);
         if let Some(b) = DECODED.get(&key) {
             return Ok(b);
         }
@@ -389,21 +403,25 @@ impl Segment {
         let mut builder = ParquetRecordBatchReaderBuilder::new_with_metadata(file, self.footer()?)
             .with_row_groups(vec![i])
             .with_batch_size(CHUNK_ROWS);
-        if let Some(c) = column {
-            let leaf = builder
+        if let Some(columns) = columns {
+            let leaves: Vec<usize> = builder
                 .parquet_schema()
                 .columns()
                 .iter()
-                .position(|d| d.name() == c)
-                .ok_or_else(|| Error::internal(format!("segment {} has no column {c}", self.name)))?;
-            let mask = ProjectionMask::leaves(builder.parquet_schema(), [leaf]);
-            builder = builder.with_projection(mask);
+                .enumerate()
+                .filter(|(_, d)| columns.iter().any(|c| d.name().eq_ignore_ascii_case(c)))
+                .map(|(leaf, _)| leaf)
+                .collect();
+            if !leaves.is_empty() {
+                let mask = ProjectionMask::leaves(builder.parquet_schema(), leaves);
+                builder = builder.with_projection(mask);
+            }
         }
         let batch = builder
             .build()?
             .next()
             .ok_or_else(|| Error::internal(format!("segment {}: row group {i} is empty", self.name)))??;
-        if keep && key.2 != OTHER_COLUMN {
+        if keep && tag != OTHER_COLUMN {
             DECODED.insert(key, batch.clone());
         }
         Ok(batch)

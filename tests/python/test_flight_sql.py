@@ -297,6 +297,7 @@ FAST = [
     "WHERE tpep_pickup_datetime >= '2024-01-31 22:30' AND tpep_pickup_datetime < '2024-02-01 03:00'",
     "SELECT * FROM yellow WHERE tpep_pickup_datetime < '2024-01-01 06:00'",
     "SELECT count(*) FROM yellow",
+    "SELECT count(*) AS trips FROM yellow",
 ]
 
 
@@ -318,7 +319,7 @@ def test_sql_the_segments_answer_returns_what_duckdb_returns(conn, files, sql):
     assert fast.num_rows > 0
     assert [(f.name, f.type) for f in fast.schema] == [(f.name, f.type) for f in slow.schema]
     assert all_rows(fast) == all_rows(slow)
-    if sql == "SELECT count(*) FROM yellow":
+    if sql.startswith("SELECT count(*)"):
         assert fast.column(0).to_pylist() == [sum(ref.pq.ParquetFile(f).metadata.num_rows for f in files)]
     if sql.startswith("SELECT * FROM p90('yellow', '2024-01-03"):
         assert fast.num_rows == ref.p90(files, "2024-01-03 07:13", "2024-02-11 16:41")[1].num_rows

@@ -162,7 +162,7 @@ fn scan(snap: &Snapshot, s: &Scope, out: &mut dyn FnMut(RecordBatch) -> Result<b
             let n = prefix(seg, g, s);
             let Some((mask, computed)) = classify(seg, g, cover == Cover::Partial, n, s)? else { continue };
             let (mut offset, mut taken) = (0, 0);
-            for batch in seg.read(g, 0, n, true) {
+            for batch in seg.read(g, (0, n), None, true) {
                 let batch = batch?;
                 let rows = batch.num_rows();
                 let m = BooleanArray::from(mask[offset..offset + rows].to_vec());

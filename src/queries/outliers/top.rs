@@ -83,7 +83,7 @@ pub fn segment_top(
     }
     let mut rows = Vec::with_capacity(found.len());
     for c in &found {
-        for batch in seg.read(&seg.groups()[c.group], c.row, c.row + 1, true) {
+        for batch in seg.read(&seg.groups()[c.group], (c.row, c.row + 1), None, true) {
             rows.push(aligner.apply(&batch?)?);
         }
     }
