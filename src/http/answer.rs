@@ -110,6 +110,8 @@ fn freshness_headers(metadata: &HashMap<String, String>, headers: &mut HeaderMap
         let Some(rest) = key.strip_prefix("bridge.") else { continue };
         let value = &metadata[key];
         let (name, shown) = match rest.split_once('.') {
+            // A built-in answer carries both forms: its own value is the header.
+            Some((name, _)) if metadata.contains_key(&format!("bridge.{name}")) => continue,
             Some((name, dataset)) => (name, format!("{dataset}={value}")),
             None => (rest, value.clone()),
         };
