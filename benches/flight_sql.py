@@ -3,6 +3,7 @@ and each built-in query as SQL beside the same ticket at a pyarrow client, in th
 
     BRIDGE_BIN=target/release/bridge .venv/bin/python benches/flight_sql.py
 
+Needs ROAPI in the venv (`.venv/bin/pip install roapi==0.12.7`; not a test requirement).
 Env: BENCH_ROWS (default 3,000,000), BENCH_RUNS (default 15). Medians; every answer is checked
 (row counts against the ticket or DuckDB-Python over the same file, and ROAPI against Bridge).
 """
@@ -53,6 +54,8 @@ def sql_rows(conn, sql):
 
 
 def main():
+    if not (Path(sys.executable).parent / "roapi").exists():
+        sys.exit("ROAPI is this bench's peer: .venv/bin/pip install roapi==0.12.7")
     with tempfile.TemporaryDirectory() as tmp:
         [file] = generate(Path(tmp) / "yellow", ["2024-01"], rows=ROWS)
         bridge = Bridge([f"yellow={tmp}/yellow/*.parquet"], Path(tmp) / "cache", memory_limit="4GB")
