@@ -142,18 +142,27 @@ struct Computed {
     reason: Vec<&'static str>,
 }
 
-/// Reads the outliers of `snap` in scope, calling `out` with each batch until it returns false.
-fn scan(snap: &Snapshot, s: &Scope, out: &mut dyn FnMut(RecordBatch) -> Result<bool>) -> Result<()> {
-    let target = snap.schema.clone();
-    let default_rule = s.bounds == rule::DEFAULT;
-    // One segment pinned at a time: a long range never needs every file local at once.
+/// Calls `each` with every segment of `snap` holding rows in scope, mapped, and its aligner to the
+/// dataset's schema, until it returns false. One segment is pinned at a time: a long range never
+/// needs every file local at once.
+fn each_segment(snap: &Snapshot, s: &Scope, mut each: impl FnMut(&Mapped<'_>, &Aligner) -> Result<bool>) -> Result<()> {
     for slot in &snap.segments {
         if slot.groups().iter().all(|g| g.cover(s.from, s.to) == Cover::None) {
             continue;
         }
         let pin = slot.pin()?;
         let seg = &pin.map()?;
-        let aligner = Aligner::new(seg.schema(), target.clone());
+        if !each(seg, &Aligner::new(seg.schema(), snap.schema.clone()))? {
+            break;
+        }
+    }
+    Ok(())
+}
+
+/// Reads the outliers of `snap` in scope, calling `out` with each batch until it returns false.
+fn scan(snap: &Snapshot, s: &Scope, out: &mut dyn FnMut(RecordBatch) -> Result<bool>) -> Result<()> {
+    let default_rule = s.bounds == rule::DEFAULT;
+    each_segment(snap, s, |seg, aligner| {
         for g in seg.groups() {
             let cover = g.cover(s.from, s.to);
             if cover == Cover::None || (default_rule && !g.outlier) {
@@ -178,12 +187,12 @@ fn scan(snap: &Snapshot, s: &Scope, out: &mut dyn FnMut(RecordBatch) -> Result<b
                 columns.push(Arc::new(StringArray::from(computed.reason[taken..taken + k].to_vec())));
                 taken += k;
                 if !out(RecordBatch::try_new(output_schema(snap), columns)?)? {
-                    return Ok(());
+                    return Ok(false);
                 }
             }
         }
-    }
-    Ok(())
+        Ok(true)
+    })
 }
 
 /// The rows of `g` that can qualify: above a distance threshold, only the group's sorted prefix.
@@ -207,18 +216,10 @@ fn top_each(
     out: &mut dyn FnMut(RecordBatch) -> Result<bool>,
 ) -> Result<()> {
     let default_rule = s.bounds == rule::DEFAULT;
-    for slot in &snap.segments {
-        if slot.groups().iter().all(|g| g.cover(s.from, s.to) == Cover::None) {
-            continue;
-        }
-        let pin = slot.pin()?;
-        let seg = &pin.map()?;
-        let aligner = Aligner::new(seg.schema(), snap.schema.clone());
-        if let Some(best) = top::segment_top(seg, s, default_rule, &aligner, order)? {
-            out(best)?;
-        }
-    }
-    Ok(())
+    each_segment(snap, s, |seg, aligner| match top::segment_top(seg, s, default_rule, aligner, order)? {
+        Some(best) => out(best),
+        None => Ok(true),
+    })
 }
 
 /// Sorts all outlier rows by `col` and keeps the first `limit`.
