@@ -24,6 +24,7 @@ pub mod admin;
 pub mod answer;
 pub mod auth;
 pub mod catalog;
+pub mod cluster;
 pub mod config;
 pub mod engine;
 pub mod error;

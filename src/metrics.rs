@@ -169,6 +169,33 @@ pub static CACHE_HITS: LazyLock<IntCounterVec> = LazyLock::new(|| {
     build(register_int_counter_vec!("bridge_cache_hits_total", "Objects found already downloaded", &["location"]))
 });
 
+/// The replicas this one sees (`--peers`, `--peers-dns`): 1 while one answers its health checks.
+pub static MEMBER_UP: LazyLock<IntGaugeVec> = LazyLock::new(|| {
+    build(register_int_gauge_vec!(
+        "bridge_cluster_member_up",
+        "Replicas of this service and whether each answered its last health check (this one included)",
+        &["member", "me"]
+    ))
+});
+
+/// Split answers handed out: FlightInfo endpoints by the replica named first in their locations.
+pub static ENDPOINTS: LazyLock<IntCounterVec> = LazyLock::new(|| {
+    build(register_int_counter_vec!(
+        "bridge_split_endpoints_total",
+        "Endpoints of split answers this replica planned, by the replica named first",
+        &["member"]
+    ))
+});
+
+/// Publishes the members, forgetting those no longer listed.
+pub fn cluster_members(members: &[crate::cluster::Member]) {
+    MEMBER_UP.reset();
+    for m in members {
+        MEMBER_UP.with_label_values(&[m.address.as_str(), if m.me { "true" } else { "false" }]).set(m.alive as i64);
+    }
+    changed();
+}
+
 /// The text exposition of every registered metric.
 pub fn render() -> String {
     let families = prometheus::gather();

@@ -21,6 +21,7 @@ pub async fn serve(
     shutdown: impl Future<Output = ()> + Send,
 ) -> Result<(), tonic::transport::Error> {
     let state_tls = state.tls().cloned();
+    let max_age = state.max_connection_age();
     let service = FlightServiceServer::new(BridgeFlight::new(state))
         .max_decoding_message_size(MAX_MESSAGE_BYTES)
         .max_encoding_message_size(MAX_MESSAGE_BYTES);
@@ -39,6 +40,9 @@ pub async fn serve(
         .http2_keepalive_interval(Some(Duration::from_secs(30)))
         .http2_keepalive_timeout(Some(Duration::from_secs(20)))
         .tcp_keepalive(Some(Duration::from_secs(60)))
+        // Load balancers see long-lived HTTP/2 connections end (GOAWAY) and spread them again;
+        // streams still running finish first.
+        .max_connection_age(max_age)
         // One connection may not monopolize the server; a client that resets streams in a flood
         // (CVE-2023-44487 "rapid reset") is cut off.
         .max_concurrent_streams(Some(MAX_STREAMS_PER_CONNECTION))

@@ -7,6 +7,7 @@ use tonic::transport::{Certificate, Identity, ServerTlsConfig};
 use crate::{
     auth::Auth,
     catalog::{Catalog, Location},
+    cluster::Cluster,
     config::Config,
     engine::{Engine, EngineOptions},
     error::{Error, Result},
@@ -55,6 +56,8 @@ struct Inner {
     tls: Option<ServerTlsConfig>,
     batch_rows: usize,
     running: Running,
+    cluster: Arc<Cluster>,
+    max_connection_age: std::time::Duration,
 }
 
 impl AppState {
@@ -96,11 +99,14 @@ impl AppState {
         })?);
         let catalog = Catalog::new(config, locations, engine)?;
         let admission = Admission::new(crate::limits::Limits::from_config(config));
+        let tls = tls_config(config)?;
         let inner = Inner {
+            cluster: Cluster::from_config(config, tls.is_some())?,
+            max_connection_age: config.max_connection_age,
             catalog: Arc::new(catalog),
             admission,
             auth: Auth::from_config(config)?,
-            tls: tls_config(config)?,
+            tls,
             batch_rows: config.batch_rows,
             running: Running::default(),
         };
@@ -126,6 +132,16 @@ impl AppState {
 
     pub fn batch_rows(&self) -> usize {
         self.inner.batch_rows
+    }
+
+    /// The replicas (this process alone unless `--peers` or `--peers-dns`).
+    pub fn cluster(&self) -> &Arc<Cluster> {
+        &self.inner.cluster
+    }
+
+    /// Longest a client connection lives (`--max-connection-age`).
+    pub fn max_connection_age(&self) -> std::time::Duration {
+        self.inner.max_connection_age
     }
 
     /// The DoGets in flight, for CancelFlightInfo.

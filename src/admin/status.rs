@@ -83,6 +83,7 @@ pub async fn status(State(state): State<AppState>, headers: HeaderMap) -> Respon
         "viewer": { "principal": viewer.principal, "admin": viewer.admin, "auth": state.auth().is_some() },
         "datasets": datasets,
         "local": { "bytes": bytes, "segments": state.catalog().tier().usage() },
+        "cluster": state.cluster().describe(),
         "queries": {
             "running": metrics::RUNNING.get(),
             "queued": metrics::QUEUED.get(),

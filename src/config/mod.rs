@@ -152,6 +152,30 @@ pub struct Config {
     /// CA (PEM) that client certificates must chain to: mutual TLS.
     #[arg(long, env = "BRIDGE_TLS_CLIENT_CA", requires = "tls_cert")]
     pub tls_client_ca: Option<PathBuf>,
+    /// The other replicas serving the same datasets, as HOST:PORT of their Flight ports
+    /// (comma-separated; this replica's own --advertise address may be among them). Big answers
+    /// are split across the replicas that answer their health checks.
+    #[arg(long, env = "BRIDGE_PEERS", value_delimiter = ',', conflicts_with = "peers_dns")]
+    pub peers: Vec<String>,
+    /// A DNS name whose addresses are the replicas, NAME:PORT (a Kubernetes headless Service,
+    /// e.g. bridge-peers.default.svc.cluster.local:50051); resolved again every --peers-refresh.
+    #[arg(long, env = "BRIDGE_PEERS_DNS")]
+    pub peers_dns: Option<String>,
+    /// The HOST:PORT clients reach this replica at: the location FlightInfos name for it. Needed
+    /// with --peers or --peers-dns.
+    #[arg(long, env = "BRIDGE_ADVERTISE")]
+    pub advertise: Option<String>,
+    /// How often the replicas are resolved and health-checked: one that stops answering leaves
+    /// new FlightInfos within this interval.
+    #[arg(long, env = "BRIDGE_PEERS_REFRESH", default_value = "2s", value_parser = parse_duration)]
+    pub peers_refresh: Duration,
+    /// Most endpoints one FlightInfo splits an answer into (ADBC opens them all at once).
+    #[arg(long, env = "BRIDGE_MAX_ENDPOINTS", default_value_t = 16, value_parser = clap::value_parser!(u16).range(1..=256))]
+    pub max_endpoints: u16,
+    /// Longest a client connection lives: then the server asks the client to reconnect (running
+    /// streams finish first), so load balancers spread long-lived HTTP/2 connections again.
+    #[arg(long, env = "BRIDGE_MAX_CONNECTION_AGE", default_value = "10m", value_parser = parse_duration)]
+    pub max_connection_age: Duration,
     #[command(flatten)]
     pub s3: S3Options,
     /// Write the bound address to this file once the datasets are loaded (for test harnesses).
@@ -224,6 +248,12 @@ impl Default for Config {
             tls_cert: None,
             tls_key: None,
             tls_client_ca: None,
+            peers: Vec::new(),
+            peers_dns: None,
+            advertise: None,
+            peers_refresh: Duration::from_secs(2),
+            max_endpoints: 16,
+            max_connection_age: Duration::from_secs(600),
             s3: S3Options::default(),
             addr_file: None,
         }

@@ -34,7 +34,7 @@ pub fn list_actions() -> Vec<ActionType> {
             r#type: "status".into(),
             description: "Per dataset: manifest version, files (key, ETag, size, rows), quarantined files with \
                           reasons, files waiting to be retried, ingest progress (files done and total, rows/s, \
-                          ETA), the last listing time and its error. Body: optional {\"dataset\": NAME}."
+                          ETA), the last listing time and its error; the replicas this one sees. Body: optional {\"dataset\": NAME}."
                 .into(),
         },
     ]
@@ -76,6 +76,7 @@ pub async fn do_action(state: &AppState, action: Action) -> Result<Vec<Vec<u8>>,
             json!({
                 "datasets": targets(state, &action.body)?.iter().map(|d| d.describe()).collect::<Vec<_>>(),
                 "segments": state.catalog().tier().usage(),
+                "cluster": state.cluster().describe(),
             })
         }
         other => {

@@ -34,13 +34,17 @@ pub async fn get_flight_info(state: &AppState, desc: FlightDescriptor) -> Result
     }
     let mut t = command(&desc)?;
     let schema = schema_of(state, t.clone()).await?;
-    // A fresh id per call: CancelFlightInfo on this FlightInfo stops exactly this DoGet.
-    t.call_id = rand::random::<[u8; 16]>().to_vec();
-    let endpoint = FlightEndpoint::new().with_ticket(FlightTicket::new(ticket::encode(&t)));
-    FlightInfo::new()
-        .try_with_schema(&schema)
-        .map_err(|e| Status::from(crate::error::Error::internal(e)))
-        .map(|info| info.with_endpoint(endpoint).with_descriptor(desc).with_ordered(true))
+    let endpoints = match super::endpoints::split(state, &t).await? {
+        Some(parts) => parts,
+        None => {
+            // A fresh id per call: CancelFlightInfo on this FlightInfo stops exactly this DoGet.
+            t.call_id = rand::random::<[u8; 16]>().to_vec();
+            vec![FlightEndpoint::new().with_ticket(FlightTicket::new(ticket::encode(&t)))]
+        }
+    };
+    let info = FlightInfo::new().try_with_schema(&schema).map_err(|e| Status::from(crate::error::Error::internal(e)))?;
+    // Parts come in pickup-time order: a client that keeps endpoint order gets the one-stream order.
+    Ok(endpoints.into_iter().fold(info, |i, e| i.with_endpoint(e)).with_descriptor(desc).with_ordered(true))
 }
 
 pub async fn get_schema(state: &AppState, desc: FlightDescriptor) -> Result<SchemaResult, Status> {

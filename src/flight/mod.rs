@@ -6,6 +6,7 @@ mod do_action;
 mod do_get;
 mod do_put;
 pub mod encode;
+mod endpoints;
 mod get_flight_info;
 mod list_flights;
 mod sql;

@@ -118,6 +118,7 @@ fn from_json(bytes: &[u8]) -> Result<Ticket> {
             limit: f.limit,
             output: f.output,
             min_version: f.min_version,
+            slice: None,
         }),
         "outliers" => Query::Outliers(Outliers {
             dataset: f.dataset,
@@ -132,6 +133,7 @@ fn from_json(bytes: &[u8]) -> Result<Ticket> {
             min_distance: f.min_distance,
             max_distance: f.max_distance,
             min_version: f.min_version,
+            slice: None,
         }),
         "scan" => Query::Scan(Scan {
             dataset: f.dataset,
@@ -139,6 +141,7 @@ fn from_json(bytes: &[u8]) -> Result<Ticket> {
             columns: f.columns,
             limit: f.limit,
             min_version: f.min_version,
+            slice: None,
         }),
         _ => Query::Sql(Sql { sql: f.sql, parameters: Vec::new() }),
     };

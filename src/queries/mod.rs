@@ -13,6 +13,7 @@ pub mod quantile;
 pub mod range;
 pub mod read;
 pub mod scan;
+pub mod split;
 pub mod sql;
 
 use std::collections::HashMap;

@@ -79,12 +79,19 @@ pub fn map_all(pins: &[Pinned]) -> Result<Vec<Mapped<'_>>> {
 const STRAY_ROWS: u64 = 64;
 
 /// Computes the threshold and counts over the mapped segments, and, when `rows` is set, which
-/// rows are above it.
+/// rows are above it. A `given` threshold (a split answer's, computed over its whole range) is
+/// used instead of the range's own.
 ///
 /// A segment that holds more large groups in the range than outside it counts its
 /// distances with its histogram, less the groups outside (and the edge groups, whose rows in range
 /// are added back one by one): a year searches 12 histograms instead of 730 day groups.
-pub fn compute(maps: &[Mapped<'_>], range: &Range, percentile: f64, rows: bool) -> Result<(Stats, Vec<Take>)> {
+pub fn compute(
+    maps: &[Mapped<'_>],
+    range: &Range,
+    percentile: f64,
+    rows: bool,
+    given: Option<f64>,
+) -> Result<(Stats, Vec<Take>)> {
     let (from, to) = micros(range);
     let mut parts = Vec::new();
     let mut histograms = Vec::new();
@@ -145,7 +152,7 @@ pub fn compute(maps: &[Mapped<'_>], range: &Range, percentile: f64, rows: bool) 
         .chain([Run::minus(&strays), Run::plain(&strays_in)])
         .chain(parts.iter().filter(|p| !p.counted).map(|p| Run::plain(&p.run)))
         .collect();
-    let threshold = quantile_cont(&runs, percentile);
+    let threshold = given.or_else(|| quantile_cont(&runs, percentile));
     let trips_above = threshold.map_or(0, |thr| count_above(&runs, thr));
     let mut takes = Vec::new();
     if let Some(thr) = threshold.filter(|_| rows) {
@@ -238,12 +245,18 @@ pub fn plan(p: P90, catalog: &Catalog) -> Result<Job> {
         other => return Err(Error::invalid(format!("output must be \"trips\" or \"summary\", not {other:?}"))),
     };
     let target = project(&ds.name, &snap, &p.columns)?;
+    super::split::check(p.slice.as_ref(), &ds.name, &snap, &range)?;
     let dataset = ds.name.clone();
     Ok(Box::new(move |emit: &mut Emitter| {
         let mut md = manifest_metadata(&dataset, &snap);
         let pins = pin_range(&snap, &range)?;
         let maps = map_all(&pins)?;
-        let (stats, takes) = compute(&maps, &range, percentile, trips)?;
+        let given = p.slice.as_ref().and_then(|s| s.threshold);
+        let (mut stats, takes) = compute(&maps, &range, percentile, trips, given)?;
+        if let Some(s) = &p.slice {
+            // One part of a split answer: the whole range's counts, as every part reports them.
+            (stats.trips_in_range, stats.trips_above) = (s.trips_in_range, s.trips_above);
+        }
         stats_metadata(&stats, percentile, &mut md);
         if !trips {
             let row = summary(&range, percentile, &stats, md)?;

@@ -21,6 +21,7 @@ pub fn plan(s: Scan, catalog: &Catalog) -> Result<Job> {
     require_tlc(&ds.name, &snap, "scan")?;
     let range = s.range.as_ref().map(|r| Range::parse(&r.from, &r.to)).transpose()?.unwrap_or_default();
     let target = project(&ds.name, &snap, &s.columns)?;
+    super::split::check(s.slice.as_ref(), &ds.name, &snap, &range)?;
     let dataset = ds.name.clone();
     Ok(Box::new(move |emit: &mut Emitter| {
         let schema = Arc::new(target.as_ref().clone().with_metadata(manifest_metadata(&dataset, &snap)));

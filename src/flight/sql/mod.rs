@@ -149,12 +149,16 @@ pub async fn flight_info(state: &AppState, cmd: Command, desc: FlightDescriptor)
         },
         Answer::Batch(_) => command_ticket,
     };
+    // A projection and filter over one dataset (SQL the segments answer) may split across
+    // replicas: its endpoints then hold Bridge tickets, which DoGet takes as well.
+    let parts = match &answer {
+        Answer::Statement(t) => super::endpoints::split(state, t).await?,
+        Answer::Batch(_) => None,
+    };
     let schema = schema_of(state, answer).await?;
-    let endpoint = FlightEndpoint::new().with_ticket(FlightTicket::new(ticket));
-    FlightInfo::new()
-        .try_with_schema(&schema)
-        .map_err(|e| Status::from(crate::error::Error::internal(e)))
-        .map(|info| info.with_endpoint(endpoint).with_descriptor(desc))
+    let endpoints = parts.unwrap_or_else(|| vec![FlightEndpoint::new().with_ticket(FlightTicket::new(ticket))]);
+    let info = FlightInfo::new().try_with_schema(&schema).map_err(|e| Status::from(crate::error::Error::internal(e)))?;
+    Ok(endpoints.into_iter().fold(info, |i, e| i.with_endpoint(e)).with_descriptor(desc))
 }
 
 pub async fn schema(state: &AppState, cmd: Command) -> Result<SchemaResult, Status> {

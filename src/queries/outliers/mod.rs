@@ -245,14 +245,18 @@ pub fn plan(o: Outliers, catalog: &Catalog) -> Result<Job> {
     let range = o.range.as_ref().map(|r| Range::parse(&r.from, &r.to)).transpose()?.unwrap_or_default();
     let bounds = bounds(&o)?;
     let order = order(&o.order_by)?;
+    super::split::check(o.slice.as_ref(), &ds.name, &snap, &range)?;
     let dataset = ds.name.clone();
     Ok(Box::new(move |emit: &mut Emitter| {
         let mut md: HashMap<String, String> = manifest_metadata(&dataset, &snap);
         let (from, to) = micros(&range);
         let mut scope = Scope { from, to, above: None, bounds };
         if o.within_p90 {
-            let pins = p90::pin_range(&snap, &range)?;
-            let (stats, _) = p90::compute(&p90::map_all(&pins)?, &range, 0.9, false)?;
+            let stats = match &o.slice {
+                // One part of a split answer: the threshold and counts of the whole range.
+                Some(s) => p90::Stats { threshold: s.threshold, trips_in_range: s.trips_in_range, trips_above: s.trips_above },
+                None => p90::compute(&p90::map_all(&p90::pin_range(&snap, &range)?)?, &range, 0.9, false, None)?.0,
+            };
             scope.above = Some(stats.threshold.unwrap_or(f64::INFINITY));
             p90::stats_metadata(&stats, 0.9, &mut md);
         }
