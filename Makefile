@@ -7,7 +7,7 @@ BIN := target/release/bridge
 ROWS ?= 3000000
 MONTH ?= 2024-01
 
-.PHONY: run test build libduckdb venv browser data bench bench-http bench-history bench-slow-link memory-month load fuzz-http lint clean
+.PHONY: run test build libduckdb venv browser data bench bench-http bench-history bench-slow-link test-replicas memory-month load fuzz-http lint clean
 
 libduckdb: $(DUCKDB_LIB_DIR)/libduckdb.so
 $(DUCKDB_LIB_DIR)/libduckdb.so:
@@ -47,6 +47,12 @@ test: libduckdb
 	if ! wait $$setup; then cat .cache/setup.log; exit 1; fi; cat .cache/setup.log; exit $$built
 	cargo test --release
 	REQUIRE_BROWSER=1 BRIDGE_BIN=$(CURDIR)/$(BIN) $(PY) -m pytest -q tests/python
+
+# Three replicas in network namespaces behind 300 Mbit/s links, over moto S3 (root; CI runs it
+# after `make test`, whose build it reuses).
+test-replicas: libduckdb venv
+	cargo build --release --bin bridge
+	BRIDGE_BIN=$(CURDIR)/$(BIN) $(PY) -m pytest -q -s -W ignore::Warning tests/replicas
 
 bench: build venv
 	cargo bench --bench do_get

@@ -170,7 +170,7 @@ pub struct Config {
     #[arg(long, env = "BRIDGE_PEERS_REFRESH", default_value = "2s", value_parser = parse_duration)]
     pub peers_refresh: Duration,
     /// Most endpoints one FlightInfo splits an answer into (ADBC opens them all at once).
-    #[arg(long, env = "BRIDGE_MAX_ENDPOINTS", default_value_t = 16, value_parser = clap::value_parser!(u16).range(1..=256))]
+    #[arg(long, env = "BRIDGE_MAX_ENDPOINTS", default_value_t = 32, value_parser = clap::value_parser!(u16).range(1..=256))]
     pub max_endpoints: u16,
     /// Longest a client connection lives: then the server asks the client to reconnect (running
     /// streams finish first), so load balancers spread long-lived HTTP/2 connections again.
@@ -252,7 +252,7 @@ impl Default for Config {
             peers_dns: None,
             advertise: None,
             peers_refresh: Duration::from_secs(2),
-            max_endpoints: 16,
+            max_endpoints: 32,
             max_connection_age: Duration::from_secs(600),
             s3: S3Options::default(),
             addr_file: None,

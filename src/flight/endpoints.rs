@@ -17,7 +17,8 @@ pub async fn split(state: &AppState, t: &Ticket) -> Result<Option<Vec<FlightEndp
         return Ok(None);
     }
     let (owned, catalog, max) = (t.clone(), state.catalog().clone(), cluster.max_endpoints());
-    let parts = tokio::task::spawn_blocking(move || split::split(&owned, &catalog, max))
+    let count = members.len();
+    let parts = tokio::task::spawn_blocking(move || split::split(&owned, &catalog, count, max))
         .await
         .map_err(|e| Status::from(Error::internal(e)))??;
     let Some(parts) = parts else { return Ok(None) };

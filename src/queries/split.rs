@@ -1,9 +1,15 @@
 //! Splitting a big answer into parts that replicas serve side by side.
 //!
 //! A `scan`, a `p90` of trips or a streamed `outliers` (no order, no limit) over a long range is
-//! cut at month boundaries into parts of about equal rows — TLC files are months, so each part
-//! reads mostly one replica's files. Each part is the same ticket over the part's own range, so
-//! the parts' rows together are exactly the whole answer's.
+//! cut at day boundaries into parts of about equal rows, each the same ticket over the part's
+//! own range, so the parts' rows together are exactly the whole answer's. A part is owned by the
+//! file most of its rows come from (TLC files are months).
+//!
+//! How many parts: at least one per replica, and enough that each part's answer is about
+//! [`PART_BYTES`], up to the cap. ADBC reads every endpoint at once but hands the rows over in
+//! endpoint order, queueing 5 messages per endpoint meanwhile (`adbc.rpc.result_queue_size`):
+//! a part that fits in that queue streams at its replica's full speed however late it comes in
+//! the list, while a bigger one stalls until the client reaches it.
 //!
 //! The p90 threshold must be exact over the whole range, not per part: the planning replica
 //! computes it once (from the segments' histograms: milliseconds) and writes it into every part
@@ -12,7 +18,7 @@
 //! differ (a file landed or changed in between) refuses the part with UNAVAILABLE, so a client
 //! gets the planned answer or an error, never a mix of two versions of the data.
 
-use chrono::{Datelike, NaiveDate};
+use chrono::NaiveDate;
 use sha2::{Digest, Sha256};
 
 use super::{
@@ -30,6 +36,10 @@ use crate::{
 
 /// Answers over fewer rows than this are not worth splitting.
 pub const MIN_ROWS: u64 = 256 * 1024;
+
+/// About the answer bytes of one part: 4 of Bridge's default 2 MiB messages, inside ADBC's
+/// default queue of 5 per endpoint.
+pub const PART_BYTES: u64 = 8 << 20;
 
 /// One part: its ticket, the file it mostly reads (its owner's key) and its rows.
 #[derive(Debug, Clone)]
@@ -63,31 +73,39 @@ fn dataset_and_range(t: &Ticket) -> Option<(&str, Option<&proto::Range>)> {
     }
 }
 
-/// Months since year 0 of a pickup day.
-fn month_of(day: i64) -> i32 {
-    let date = NaiveDate::from_num_days_from_ce_opt(day as i32 + 719_163).unwrap_or_default();
-    date.year() * 12 + date.month0() as i32
+fn day_start(day: i64) -> String {
+    let date = NaiveDate::from_num_days_from_ce_opt(day as i32 + UNIX_DAY).unwrap_or_default();
+    date.format("%Y-%m-%d").to_string()
 }
 
-fn month_start(month: i32) -> String {
-    format!("{:04}-{:02}-01", month.div_euclid(12), month.rem_euclid(12) + 1)
-}
+/// Days from 0001-01-01 (chrono's count) to 1970-01-01.
+const UNIX_DAY: i32 = 719_163;
 
-/// Rows per month in `range`, with the rows each file holds there. None when rows without a
-/// pickup time are in the range (only an unbounded range holds them, and no part could).
-fn months(snap: &Snapshot, range: &Range) -> Option<Vec<(i32, Vec<u64>)>> {
+/// Rows per pickup day in `range`, as (file index, rows) pairs. None when rows without a pickup
+/// time are in the range (only an unbounded range holds them, and no part could).
+type Days = Vec<(i64, Vec<(usize, u64)>)>;
+fn days(snap: &Snapshot, range: &Range) -> Option<Days> {
     let (from, to) = micros(range);
-    let mut out: std::collections::BTreeMap<i32, Vec<u64>> = Default::default();
+    let mut out: std::collections::BTreeMap<i64, Vec<(usize, u64)>> = Default::default();
     for (i, slot) in snap.segments.iter().enumerate() {
         for g in slot.groups() {
             if g.cover(from, to) == Cover::None {
                 continue;
             }
-            let day = g.day?;
-            out.entry(month_of(day)).or_insert_with(|| vec![0; snap.segments.len()])[i] += g.rows;
+            let files = out.entry(g.day?).or_default();
+            match files.last_mut() {
+                Some((f, rows)) if *f == i => *rows += g.rows,
+                _ => files.push((i, g.rows)),
+            }
         }
     }
     Some(out.into_iter().collect())
+}
+
+/// Bytes one row of `schema` takes in Arrow (strings and other variable-width values guessed).
+fn row_bytes(schema: &arrow::datatypes::Schema) -> u64 {
+    let width = |t: &arrow::datatypes::DataType| t.primitive_width().unwrap_or(16) as u64;
+    schema.fields().iter().map(|f| width(f.data_type())).sum::<u64>().max(1)
 }
 
 /// Cuts `rows` (per month, in order) into at most `k` runs of about equal sums: the index of
@@ -144,24 +162,32 @@ pub fn check(slice: Option<&Slice>, dataset: &str, snap: &Snapshot, range: &Rang
     }
 }
 
-/// The parts of `ticket` (at most `max_parts`), or None when it should stay one stream: not a
-/// splittable query, under [`MIN_ROWS`], one month, or no trip with a distance (p90).
-/// Blocks (the p90 threshold pins segments): call it from a blocking thread.
-pub fn split(ticket: &Ticket, catalog: &Catalog, max_parts: usize) -> Result<Option<Vec<Part>>> {
+/// The parts of `ticket` for `members` replicas (at most `max_parts`), or None when it should
+/// stay one stream: not a splittable query, under [`MIN_ROWS`], one day, or no trip with a
+/// distance (p90). Blocks (the p90 threshold pins segments): call it from a blocking thread.
+pub fn split(ticket: &Ticket, catalog: &Catalog, members: usize, max_parts: usize) -> Result<Option<Vec<Part>>> {
     let Some(native) = splittable(ticket) else { return Ok(None) };
     let Some((dataset, r)) = dataset_and_range(&native) else { return Ok(None) };
     let snap = catalog.dataset(dataset)?.snapshot();
     let (from, to) = r.map(|r| (r.from.clone(), r.to.clone())).unwrap_or_default();
     let range = Range::parse(&from, &to)?;
-    let Some(months) = months(&snap, &range) else { return Ok(None) };
-    let rows: Vec<u64> = months.iter().map(|(_, files)| files.iter().sum()).collect();
+    let Some(days) = days(&snap, &range) else { return Ok(None) };
+    let rows: Vec<u64> = days.iter().map(|(_, files)| files.iter().map(|f| f.1).sum()).collect();
     let total: u64 = rows.iter().sum();
-    if total < MIN_ROWS || months.len() < 2 || max_parts < 2 {
+    if total < MIN_ROWS || days.len() < 2 || max_parts < 2 {
         return Ok(None);
     }
-    // Months of a few stray trips do not count as parts of their own.
-    let real = rows.iter().filter(|r| **r * 10 * rows.len() as u64 >= total).count();
-    let starts = cuts(&rows, max_parts.min(real).max(1));
+    // What share of the rows the answer holds, and how wide they are.
+    let (share, columns) = match &native.query {
+        Some(Query::Scan(s)) => (1.0, s.columns.as_slice()),
+        Some(Query::P90(p)) => (1.0 - super::p90::validate_percentile(p.percentile)?, p.columns.as_slice()),
+        _ => (0.0, &[][..]),
+    };
+    let bytes = total as f64 * share * row_bytes(&*super::read::project(dataset, &snap, columns)?) as f64;
+    // A whole number of parts per replica, so that equal parts share out evenly.
+    let per_member = ((bytes / PART_BYTES as f64) / members.max(1) as f64).ceil().max(1.0) as usize;
+    let fit = (max_parts / members.max(1)).max(1);
+    let starts = cuts(&rows, (per_member.min(fit) * members).min(max_parts).min(days.len()));
     if starts.len() < 2 {
         return Ok(None);
     }
@@ -175,25 +201,30 @@ pub fn split(ticket: &Ticket, catalog: &Catalog, max_parts: usize) -> Result<Opt
         let pins = pin_range(&snap, &range)?;
         let (stats, _) = compute(&map_all(&pins)?, &range, percentile, false, None)?;
         let Some(threshold) = stats.threshold else { return Ok(None) };
-        slice = Slice { threshold: Some(threshold), trips_in_range: stats.trips_in_range, trips_above: stats.trips_above, ..slice };
+        slice = Slice {
+            threshold: Some(threshold),
+            trips_in_range: stats.trips_in_range,
+            trips_above: stats.trips_above,
+            ..slice
+        };
     }
     let mut parts = Vec::with_capacity(starts.len());
     for (n, &start) in starts.iter().enumerate() {
-        let end = starts.get(n + 1).copied().unwrap_or(months.len());
-        let part_from = if n == 0 { from.clone() } else { month_start(months[start].0) };
-        let part_to = if end == months.len() { to.clone() } else { month_start(months[end].0) };
+        let end = starts.get(n + 1).copied().unwrap_or(days.len());
+        let part_from = if n == 0 { from.clone() } else { day_start(days[start].0) };
+        let part_to = if end == days.len() { to.clone() } else { day_start(days[end].0) };
         let part_range = Range::parse(&part_from, &part_to)?;
-        let mut by_file = vec![0u64; snap.segments.len()];
-        for (_, files) in &months[start..end] {
-            by_file.iter_mut().zip(files).for_each(|(a, b)| *a += b);
+        let mut by_file: std::collections::HashMap<usize, u64> = Default::default();
+        for (f, r) in days[start..end].iter().flat_map(|(_, files)| files) {
+            *by_file.entry(*f).or_default() += r;
         }
-        let main = by_file.iter().enumerate().max_by_key(|(_, r)| **r).map_or(0, |(i, _)| i);
+        let main = by_file.iter().max_by_key(|(f, r)| (**r, std::cmp::Reverse(**f))).map_or(0, |(f, _)| *f);
         let part_slice = Slice { files: digest(&snap, &part_range), ..slice.clone() };
         let bounds = proto::Range { from: part_from, to: part_to };
         parts.push(Part {
             ticket: with_part(&native, bounds, part_slice),
             key: snap.files.get(main).map(|f| f.key.clone()).unwrap_or_default(),
-            rows: by_file.iter().sum(),
+            rows: rows[start..end].iter().sum(),
         });
     }
     Ok(Some(parts))
@@ -231,10 +262,13 @@ mod tests {
     }
 
     #[test]
-    fn month_bounds() {
-        let day = NaiveDate::from_ymd_opt(2024, 3, 17).expect("date").signed_duration_since(NaiveDate::default());
-        let m = month_of(day.num_days());
-        assert_eq!(month_start(m), "2024-03-01");
-        assert_eq!(month_start(m + 10), "2025-01-01");
+    fn day_bounds_and_widths() {
+        let epoch = NaiveDate::from_ymd_opt(1970, 1, 1).expect("date");
+        let day = NaiveDate::from_ymd_opt(2024, 3, 17).expect("date").signed_duration_since(epoch).num_days();
+        assert_eq!(day_start(day), "2024-03-17");
+        assert_eq!(day_start(day + 15), "2024-04-01");
+        use arrow::datatypes::{DataType, Field, Schema};
+        let schema = Schema::new(vec![Field::new("a", DataType::Float64, true), Field::new("b", DataType::Utf8, true)]);
+        assert_eq!(row_bytes(&schema), 24);
     }
 }
