@@ -51,7 +51,7 @@ test: libduckdb
 # Three replicas in network namespaces behind 300 Mbit/s links, over moto S3 (root; CI runs it
 # after `make test`, whose build it reuses).
 test-replicas: libduckdb venv
-	cargo build --release --bin bridge
+	cargo test --release --no-run
 	BRIDGE_BIN=$(CURDIR)/$(BIN) $(PY) -m pytest -q -s -W ignore::Warning tests/replicas
 
 bench: build venv
