@@ -69,8 +69,10 @@ fn now() -> u64 {
 }
 
 /// Base64 of Basic credentials, padded or not: ADBC's Go driver sends them without the padding.
-const BASIC: GeneralPurpose =
-    GeneralPurpose::new(&STANDARD, GeneralPurposeConfig::new().with_decode_padding_mode(DecodePaddingMode::Indifferent));
+const BASIC: GeneralPurpose = GeneralPurpose::new(
+    &STANDARD,
+    GeneralPurposeConfig::new().with_decode_padding_mode(DecodePaddingMode::Indifferent),
+);
 
 fn unauthenticated() -> Status {
     // One message for every failure: which part was wrong is not the caller's business.

@@ -13,6 +13,7 @@
 //! * [`answer`]: what a running query hands the wire (schema and record batches).
 //! * [`queries`]: the built-in tickets (`p90`, `outliers`) and `sql`, one file each.
 //! * [`flight`]: the Flight service, one file per RPC; tickets (protobuf or JSON).
+//! * [`cluster`]: replicas — membership (`--peers`, `--peers-dns`), placement by rendezvous hashing.
 //! * [`http`]: the same tickets over HTTP (`--http-listen`): Arrow IPC, JSON, CSV; OpenAPI.
 //! * [`observe`]: per-query metrics and log line, shared by both wires; [`trace`]: OpenTelemetry.
 //! * [`server`]: `serve(listener, state, shutdown)`.

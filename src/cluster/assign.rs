@@ -30,10 +30,8 @@ pub fn assign(parts: &[(String, u64)], members: &[String]) -> Vec<Vec<String>> {
     let mut out = vec![Vec::new(); parts.len()];
     for i in order {
         let (key, rows) = &parts[i];
-        let ranked: Vec<usize> = nodes
-            .calc_candidates(key)
-            .filter_map(|n| members.iter().position(|m| m == *n))
-            .collect();
+        let ranked: Vec<usize> =
+            nodes.calc_candidates(key).filter_map(|n| members.iter().position(|m| m == *n)).collect();
         let owner = ranked
             .iter()
             .copied()

@@ -160,13 +160,7 @@ impl Cluster {
         let timeout = self.refresh.min(Duration::from_secs(1));
         let checks = addresses.into_iter().filter(|a| a != me).map(|address| async move {
             let outcome = probe::check(&address, self.scheme == "grpc+tls", timeout).await;
-            Member {
-                alive: outcome.is_ok(),
-                error: outcome.err(),
-                checked_at: Some(Utc::now()),
-                me: false,
-                address,
-            }
+            Member { alive: outcome.is_ok(), error: outcome.err(), checked_at: Some(Utc::now()), me: false, address }
         });
         let mut members = futures::future::join_all(checks).await;
         members.push(Member { address: me.clone(), me: true, alive: true, checked_at: Some(Utc::now()), error: None });

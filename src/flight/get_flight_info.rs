@@ -42,7 +42,8 @@ pub async fn get_flight_info(state: &AppState, desc: FlightDescriptor) -> Result
             vec![FlightEndpoint::new().with_ticket(FlightTicket::new(ticket::encode(&t)))]
         }
     };
-    let info = FlightInfo::new().try_with_schema(&schema).map_err(|e| Status::from(crate::error::Error::internal(e)))?;
+    let info =
+        FlightInfo::new().try_with_schema(&schema).map_err(|e| Status::from(crate::error::Error::internal(e)))?;
     // Parts come in pickup-time order: a client that keeps endpoint order gets the one-stream order.
     Ok(endpoints.into_iter().fold(info, |i, e| i.with_endpoint(e)).with_descriptor(desc).with_ordered(true))
 }

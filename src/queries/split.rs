@@ -219,7 +219,7 @@ pub fn split(ticket: &Ticket, catalog: &Catalog, members: usize, max_parts: usiz
             *by_file.entry(*f).or_default() += r;
         }
         let main = by_file.iter().max_by_key(|(f, r)| (**r, std::cmp::Reverse(**f))).map_or(0, |(f, _)| *f);
-        let part_slice = Slice { files: digest(&snap, &part_range), ..slice.clone() };
+        let part_slice = Slice { files: digest(&snap, &part_range), ..slice };
         let bounds = proto::Range { from: part_from, to: part_to };
         parts.push(Part {
             ticket: with_part(&native, bounds, part_slice),

@@ -157,7 +157,8 @@ pub async fn flight_info(state: &AppState, cmd: Command, desc: FlightDescriptor)
     };
     let schema = schema_of(state, answer).await?;
     let endpoints = parts.unwrap_or_else(|| vec![FlightEndpoint::new().with_ticket(FlightTicket::new(ticket))]);
-    let info = FlightInfo::new().try_with_schema(&schema).map_err(|e| Status::from(crate::error::Error::internal(e)))?;
+    let info =
+        FlightInfo::new().try_with_schema(&schema).map_err(|e| Status::from(crate::error::Error::internal(e)))?;
     Ok(endpoints.into_iter().fold(info, |i, e| i.with_endpoint(e)).with_descriptor(desc))
 }
 

@@ -254,7 +254,9 @@ pub fn plan(o: Outliers, catalog: &Catalog) -> Result<Job> {
         if o.within_p90 {
             let stats = match &o.slice {
                 // One part of a split answer: the threshold and counts of the whole range.
-                Some(s) => p90::Stats { threshold: s.threshold, trips_in_range: s.trips_in_range, trips_above: s.trips_above },
+                Some(s) => {
+                    p90::Stats { threshold: s.threshold, trips_in_range: s.trips_in_range, trips_above: s.trips_above }
+                }
                 None => p90::compute(&p90::map_all(&p90::pin_range(&snap, &range)?)?, &range, 0.9, false, None)?.0,
             };
             scope.above = Some(stats.threshold.unwrap_or(f64::INFINITY));
