@@ -23,7 +23,7 @@ use parquet::{
     },
 };
 
-use super::{histogram::Counter, paths, Group, Segment, CHUNK_ROWS, DAY_US, DISTANCE, INDEX_KEY, PICKUP};
+use super::{histogram::Counter, paths, Group, Segment, CHUNK_ROWS, DAY_US, DISTANCE, INDEX_KEY, PICKUP, SHARED_ROWS};
 use crate::error::{Error, Result};
 
 /// The flag column the build query adds to taxi rows: the row breaks the default physics rule.
@@ -76,6 +76,7 @@ impl Builder {
             parquet: ArrowWriter::try_new(data, schema.clone(), Some(props))?,
             keys,
             row: 0,
+            written: 0,
             batches: 0,
             groups: Vec::new(),
             counter: Counter::default(),
@@ -203,6 +204,8 @@ struct Writer {
     /// Taxi segments: the distance of every row, in row order (NULL = NaN).
     keys: Option<BufWriter<File>>,
     row: u64,
+    /// Rows in finished row groups (the rest wait in the coalescer).
+    written: u64,
     batches: u32,
     groups: Vec<Group>,
     coalescer: BatchCoalescer,
@@ -214,7 +217,10 @@ impl Writer {
     /// Appends taxi rows that all belong to group `key`.
     fn push(&mut self, key: (Option<i64>, bool), rows: RecordBatch) -> Result<()> {
         if self.groups.last().is_none_or(|g| (g.day, g.outlier) != key) {
-            self.flush()?;
+            // A small group shares its row group with the next (see the module docs).
+            if self.groups.last().is_some_and(|g| g.rows >= SHARED_ROWS) {
+                self.flush()?;
+            }
             self.groups.push(Group {
                 day: key.0,
                 outlier: key.1,
@@ -222,6 +228,7 @@ impl Writer {
                 rows: 0,
                 with_distance: 0,
                 first_batch: self.batches,
+                offset: (self.row - self.written) as u32,
             });
         }
         let distance =
@@ -247,6 +254,7 @@ impl Writer {
     /// group `i` of the Parquet file.
     fn drain(&mut self) -> Result<()> {
         while let Some(b) = self.coalescer.next_completed_batch() {
+            self.written += b.num_rows() as u64;
             self.parquet.write(&b)?;
             self.parquet.flush()?;
             self.batches += 1;

@@ -5,8 +5,12 @@
 //! * `<name>.parquet` — the file's rows as the dataset names them, ZSTD-compressed. DuckDB reads
 //!   these files for SQL (the dataset's view lists them). For taxi-shaped files the rows are
 //!   grouped by pickup day and by the default physics rule (outliers first), each group sorted by
-//!   `trip_distance` descending (NULLs last) and cut into row groups of at most [`CHUNK_ROWS`]
-//!   that never straddle two groups. The group index rides in the footer's key-value metadata.
+//!   `trip_distance` descending (NULLs last) and cut into row groups of at most [`CHUNK_ROWS`].
+//!   A group of at least [`SHARED_ROWS`] rows ends its row group; smaller ones (stray days, a
+//!   small day's outliers) share a row group with the groups after them, since every column
+//!   chunk read sets up its own ZSTD contexts (measured: half the CPU of a scan of small groups).
+//!   Within a group, every row group but the last is full. The group index rides in the footer's
+//!   key-value metadata.
 //! * `<name>.keys` (taxi files only) — every row's `trip_distance` as a little-endian f64 (NULL =
 //!   NaN), in the same order: mapped, never decoded.
 //!
@@ -50,6 +54,9 @@ use crate::error::{Error, Result};
 
 /// Rows per row group inside a group (the last row group of a group may be shorter).
 pub const CHUNK_ROWS: usize = 12288;
+
+/// Groups of fewer rows share their row group with the groups after them.
+pub const SHARED_ROWS: u64 = 1024;
 /// Microseconds per day.
 pub const DAY_US: i64 = 86_400_000_000;
 /// Decoded row groups kept for the next query, by their Arrow memory size.
@@ -95,6 +102,9 @@ pub struct Group {
     pub with_distance: u64,
     /// The row group holding the group's first row.
     pub first_batch: u32,
+    /// Rows of that row group before the group's first row (smaller groups before it share it).
+    #[serde(default)]
+    pub offset: u32,
 }
 
 impl Group {
@@ -203,7 +213,16 @@ pub struct Mapped<'a> {
     segment: &'a Segment,
     /// The whole keys file: queries binary-search it, so they touch few of its pages.
     keys: Buffer,
+    /// The last row groups decoded for a bulk read (not kept in the shared cache): small groups
+    /// share row groups, and each is decoded once for all of them.
+    recent: std::sync::Mutex<Vec<Recent>>,
 }
+
+/// A row group decoded for one query: (row group, columns asked for, rows).
+type Recent = (usize, Option<Vec<String>>, RecordBatch);
+
+/// How many decoded row groups a bulk read keeps: one with its pickups, one with every column.
+const RECENT: usize = 2;
 
 impl Mapped<'_> {
     pub fn groups(&self) -> &[Group] {
@@ -239,24 +258,42 @@ impl Mapped<'_> {
     /// Pickup times of the first `n` rows of `g` as microsecond arrays, one per row group, as
     /// decoded (no copy).
     pub fn pickup_arrays(&self, g: &Group, n: usize) -> Result<Vec<arrow::array::TimestampMicrosecondArray>> {
-        let n = n.min(g.rows as usize);
-        (0..n.div_ceil(CHUNK_ROWS))
-            .map(|b| {
-                let batch = self.segment.decode(g.first_batch as usize + b, Some(&[PICKUP]), true)?;
+        spans(g, 0, n)
+            .map(|(rg, from, to)| {
+                let batch = self.decode(rg, Some(&[PICKUP]), true)?;
                 let us = build::micros(&batch, PICKUP)?;
-                Ok(us.slice(0, (n - b * CHUNK_ROWS).min(us.len())))
+                let to = to.min(us.len());
+                Ok(us.slice(from, to.saturating_sub(from)))
             })
             .collect()
     }
 
+    /// Row group `rg` (see [`Segment::decode`]); a bulk read (`keep` false) reuses the row
+    /// groups it decoded last.
+    fn decode(&self, rg: usize, columns: Option<&[&str]>, keep: bool) -> Result<RecordBatch> {
+        if keep {
+            return self.segment.decode(rg, columns, keep);
+        }
+        let asked = columns.map(|c| c.iter().map(|s| s.to_string()).collect::<Vec<_>>());
+        let mut recent = self.recent.lock().map_err(|_| Error::internal("decoded row groups poisoned"))?;
+        if let Some((_, _, b)) = recent.iter().find(|(i, c, _)| *i == rg && *c == asked) {
+            return Ok(b.clone());
+        }
+        let batch = self.segment.decode(rg, columns, keep)?;
+        if recent.len() == RECENT {
+            recent.remove(0);
+        }
+        recent.push((rg, asked, batch.clone()));
+        Ok(batch)
+    }
+
     fn times(&self, column: &str, g: &Group, n: usize) -> Result<Vec<i64>> {
-        let n = n.min(g.rows as usize);
-        let mut out = Vec::with_capacity(n);
-        for b in 0..n.div_ceil(CHUNK_ROWS) {
-            let batch = self.segment.decode(g.first_batch as usize + b, Some(&[column]), true)?;
+        let mut out = Vec::with_capacity(n.min(g.rows as usize));
+        for (rg, from, to) in spans(g, 0, n) {
+            let batch = self.decode(rg, Some(&[column]), true)?;
             let us = build::micros(&batch, column)?;
-            let take = (n - b * CHUNK_ROWS).min(us.len());
-            out.extend((0..take).map(|i| if us.is_valid(i) { us.value(i) } else { i64::MIN }));
+            let to = to.min(us.len());
+            out.extend((from..to).map(|i| if us.is_valid(i) { us.value(i) } else { i64::MIN }));
         }
         Ok(out)
     }
@@ -271,15 +308,22 @@ impl Mapped<'_> {
         columns: Option<&'a [&'a str]>,
         keep: bool,
     ) -> impl Iterator<Item = Result<RecordBatch>> + 'a {
-        let hi = hi.min(g.rows as usize);
-        let first = g.first_batch as usize;
-        (lo / CHUNK_ROWS..hi.div_ceil(CHUNK_ROWS)).filter(move |_| lo < hi).map(move |b| {
-            let batch = self.segment.decode(first + b, columns, keep)?;
-            let base = b * CHUNK_ROWS;
-            let (from, to) = (lo.max(base) - base, (hi - base).min(batch.num_rows()));
+        spans(g, lo, hi).map(move |(rg, from, to)| {
+            let batch = self.decode(rg, columns, keep)?;
+            let to = to.min(batch.num_rows());
             Ok(batch.slice(from, to.saturating_sub(from)))
         })
     }
+}
+
+/// The row groups holding rows `[lo, hi)` of `g`: (row group, its rows `[from, to)`).
+fn spans(g: &Group, lo: usize, hi: usize) -> impl Iterator<Item = (usize, usize, usize)> {
+    let (offset, first) = (g.offset as usize, g.first_batch as usize);
+    let (a, z) = (offset + lo, offset + hi.min(g.rows as usize));
+    (a / CHUNK_ROWS..z.div_ceil(CHUNK_ROWS)).filter(move |_| a < z).map(move |b| {
+        let base = b * CHUNK_ROWS;
+        (first + b, a.max(base) - base, z.min(base + CHUNK_ROWS) - base)
+    })
 }
 
 impl Segment {
@@ -381,7 +425,7 @@ impl Segment {
             }
             (None, None) => return Err(Error::internal(format!("segment {} has no keys", self.name))),
         };
-        Ok(Mapped { segment: self, keys })
+        Ok(Mapped { segment: self, keys, recent: Default::default() })
     }
 
     /// Row group `i`, whole or only `column`; from the cache of decoded row groups when there.
@@ -444,7 +488,7 @@ mod tests {
     use super::*;
 
     fn group(day: Option<i64>) -> Group {
-        Group { day, outlier: false, start: 0, rows: 1, with_distance: 1, first_batch: 0 }
+        Group { day, outlier: false, start: 0, rows: 1, with_distance: 1, first_batch: 0, offset: 0 }
     }
 
     #[test]
