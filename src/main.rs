@@ -100,7 +100,7 @@ async fn run(config: bridge::config::Config) -> Result<(), Box<dyn std::error::E
     println!("  (after `make venv`; or `pip install pyarrow` and use python3)");
     // Datasets load in the background, newest files first: each answers from its first file on
     // (the `status` action, /readyz and the logs show the progress).
-    state.cluster().spawn(stop_rx.clone());
+    state.cluster().spawn(state.catalog().clone(), stop_rx.clone());
     let first_passes = state.catalog().spawn_watchers(stop_rx);
     let catalog = state.catalog().clone();
     tokio::spawn(async move {

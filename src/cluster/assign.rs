@@ -14,6 +14,17 @@ use rendezvous_hash::RendezvousNodes;
 /// slowest replica sets the time of the whole answer).
 const SLACK: f64 = 1.01;
 
+/// The replica that owns `key` among `members` (rendezvous hashing, no load bound): the one
+/// whose local tier keeps that file first.
+pub fn owner<'a>(key: &str, members: &'a [String]) -> Option<&'a str> {
+    let mut nodes = RendezvousNodes::default();
+    for m in members {
+        nodes.insert(m.as_str());
+    }
+    let first = nodes.calc_candidates(&key).next().copied();
+    first
+}
+
 /// The ranked locations of each part: `parts` are (key, rows); `members` the live replicas.
 /// Each list holds the owner first, then another replica (when there is one).
 pub fn assign(parts: &[(String, u64)], members: &[String]) -> Vec<Vec<String>> {

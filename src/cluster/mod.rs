@@ -20,6 +20,7 @@ use chrono::{DateTime, Utc};
 use serde::Serialize;
 
 use crate::{
+    catalog::Catalog,
     config::Config,
     error::{Error, Result},
 };
@@ -128,8 +129,9 @@ impl Cluster {
         })
     }
 
-    /// Resolves and probes the members every refresh until `stop` turns true.
-    pub fn spawn(self: &Arc<Self>, mut stop: tokio::sync::watch::Receiver<bool>) {
+    /// Resolves and probes the members every refresh until `stop` turns true, and marks which
+    /// of `catalog`'s files this replica owns (its local tier keeps those first).
+    pub fn spawn(self: &Arc<Self>, catalog: Arc<Catalog>, mut stop: tokio::sync::watch::Receiver<bool>) {
         if !self.replicated() {
             return;
         }
@@ -139,7 +141,10 @@ impl Cluster {
             tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
             loop {
                 tokio::select! {
-                    _ = tick.tick() => cluster.check().await,
+                    _ = tick.tick() => {
+                        cluster.check().await;
+                        cluster.mark_owned(&catalog);
+                    }
                     _ = stop.changed() => return,
                 }
             }
@@ -174,6 +179,18 @@ impl Cluster {
         }
         crate::metrics::cluster_members(&members);
         self.members.store(Arc::new(members));
+    }
+
+    /// Marks each published file as owned by this replica or not, by the same key parts are
+    /// placed by (the file's key), among the live members.
+    fn mark_owned(&self, catalog: &Catalog) {
+        let (Some(me), members) = (&self.advertise, self.alive()) else { return };
+        for ds in catalog.datasets() {
+            let snap = ds.snapshot();
+            for (file, slot) in snap.files.iter().zip(&snap.segments) {
+                slot.own(assign::owner(&file.key, &members) == Some(me.as_str()));
+            }
+        }
     }
 
     /// The member addresses the source names now.

@@ -5,7 +5,7 @@
 //! reads ([`Slot::pin`]): a cold one is built again first (the slot's `rebuild`, which fetches and
 //! converts the file once more), and a pinned one is never evicted. When the local bytes pass the
 //! bound, the least recently used unpinned segments are evicted: their files are closed and
-//! removed. A retired segment (its file replaced or gone) is removed once the last query holding
+//! removed; among replicas, those another replica owns go first ([`Slot::own`]). A retired segment (its file replaced or gone) is removed once the last query holding
 //! it ends.
 
 use std::{
@@ -65,6 +65,7 @@ impl Tier {
             groups: segment.groups().to_vec(),
             schema: segment.schema().clone(),
             anchor: AtomicBool::new(false),
+            owned: AtomicBool::new(true),
             local: Mutex::new(Some(segment)),
             used: AtomicU64::new(self.tick()),
             retired: AtomicBool::new(false),
@@ -107,7 +108,8 @@ impl Tier {
         if bytes <= max {
             return;
         }
-        live.sort_by_key(|s| s.used.load(Ordering::Relaxed));
+        // Files another replica owns go first, then the least recently used.
+        live.sort_by_key(|s| (s.owned.load(Ordering::Relaxed), s.used.load(Ordering::Relaxed)));
         for slot in live {
             if bytes <= max {
                 break;
@@ -155,6 +157,8 @@ pub struct Slot {
     schema: arrow::datatypes::SchemaRef,
     /// Never evicted: DuckDB reads this file to bind its dataset's view (see [`Slot::anchor`]).
     anchor: AtomicBool,
+    /// This replica owns the file (always, alone): kept before the files other replicas own.
+    owned: AtomicBool,
     local: Mutex<Option<Arc<Segment>>>,
     used: AtomicU64,
     retired: AtomicBool,
@@ -191,6 +195,17 @@ impl Slot {
     /// there whenever a view is made or a query bound.
     pub fn anchor(&self, anchored: bool) {
         self.anchor.store(anchored, Ordering::SeqCst);
+    }
+
+    /// Whether this replica owns the file (rendezvous hashing among the live replicas): the
+    /// local tier evicts the files other replicas own first.
+    pub fn own(&self, owned: bool) {
+        self.owned.store(owned, Ordering::Relaxed);
+    }
+
+    /// Whether the files are on local disk now.
+    pub fn is_local(&self) -> bool {
+        self.local_bytes().is_some()
     }
 
     /// The group index (kept while the files are evicted, so queries pin only what they read).
@@ -267,5 +282,52 @@ impl Slot {
                 s.retire();
             }
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::sync::Arc;
+
+    use arrow::{
+        array::Int64Array,
+        datatypes::{DataType, Field, Schema},
+        record_batch::RecordBatch,
+    };
+
+    use super::*;
+    use crate::segment::Builder;
+
+    fn segment(dir: &std::path::Path, name: &str) -> Arc<Segment> {
+        let schema = Arc::new(Schema::new(vec![Field::new("v", DataType::Int64, false)]));
+        let mut b = Builder::new(schema.clone(), dir, name).expect("builder");
+        let values = Int64Array::from_iter_values(0..10_000);
+        b.push(RecordBatch::try_new(schema, vec![Arc::new(values)]).expect("batch")).expect("push");
+        b.finish().expect("finish")
+    }
+
+    #[test]
+    fn files_other_replicas_own_are_evicted_first() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let bytes = segment(dir.path(), "probe").bytes();
+        let tier = Tier::new(Some(2 * bytes));
+        let slots: Vec<Arc<Slot>> = ["a", "b", "c"]
+            .iter()
+            .map(|n| tier.admit(segment(dir.path(), n), Box::new(|| Err(Error::internal("no rebuild")))))
+            .collect();
+        // "a" is the least recently used, but this replica owns it; "b" is another's.
+        slots[1].own(false);
+        tier.enforce();
+        let local: Vec<bool> = slots.iter().map(|s| s.is_local()).collect();
+        assert_eq!(local, [true, false, true]);
+        // Alone (everything owned), the least recently used goes.
+        slots[1].own(true);
+        let tier = Tier::new(Some(2 * bytes));
+        let slots: Vec<Arc<Slot>> = ["d", "e", "f"]
+            .iter()
+            .map(|n| tier.admit(segment(dir.path(), n), Box::new(|| Err(Error::internal("no rebuild")))))
+            .collect();
+        tier.enforce();
+        assert_eq!(slots.iter().map(|s| s.is_local()).collect::<Vec<_>>(), [false, true, true]);
     }
 }
