@@ -2,13 +2,13 @@
 //!
 //! A segment is written once at ingest, under a temporary name, and renamed into place:
 //!
-//! * `<name>.parquet` — the file's rows as the dataset names them, ZSTD-compressed. DuckDB reads
+//! * `<name>.parquet` — the file's rows as the dataset names them, LZ4-compressed. DuckDB reads
 //!   these files for SQL (the dataset's view lists them). For taxi-shaped files the rows are
 //!   grouped by pickup day and by the default physics rule (outliers first), each group sorted by
 //!   `trip_distance` descending (NULLs last) and cut into row groups of at most [`CHUNK_ROWS`].
 //!   A group of at least [`SHARED_ROWS`] rows ends its row group; smaller ones (stray days, a
 //!   small day's outliers) share a row group with the groups after them, since every column
-//!   chunk read sets up its own ZSTD contexts (measured: half the CPU of a scan of small groups).
+//!   chunk read sets up its own decompressor (with ZSTD, half the CPU of a scan of small groups).
 //!   Within a group, every row group but the last is full. The group index rides in the footer's
 //!   key-value metadata.
 //! * `<name>.keys` (taxi files only) — every row's `trip_distance` as a little-endian f64 (NULL =
