@@ -42,7 +42,7 @@ ROWS = int(os.environ.get("REPLICA_ROWS", "100000"))
 YEAR = ("2024-01-01", "2025-01-01")
 USER, PASSWORD = "analyst", "s3cret-password"
 REFRESH_S = 1.0
-RATIO_BOUND = float(os.environ.get("REPLICA_RATIO_BOUND", "0.45"))
+RATIO_BOUND = float(os.environ.get("REPLICA_RATIO_BOUND", "0.4"))
 SCAN_SQL = (f"SELECT * FROM yellow WHERE tpep_pickup_datetime >= '{YEAR[0]}' "
             f"AND tpep_pickup_datetime < '{YEAR[1]}'")
 
@@ -229,8 +229,7 @@ def test_a_year_scan_through_three_replicas_is_faster_and_identical(cluster):
     total = sum(sent)
     assert total == 3 * expected[0], sent
     assert all(s >= total / 5 for s in sent), f"rows served per replica: {sent}"
-    # The issue asks for 0.4; medians here measure 0.39-0.43 (see the README), so the test holds
-    # the line a little above it rather than fail on a noisy machine.
+    # What the issue asks; medians here measure 0.36 (see the README).
     assert t3 <= RATIO_BOUND * t1, f"three replicas took {t3:.2f} s, one {t1:.2f} s"
 
 
