@@ -244,4 +244,28 @@ mod tests {
         assert!(!alone.replicated());
         assert!(alone.alive().is_empty());
     }
+
+    /// `--peers-dns`: the name's addresses are the members; one that never answers (a port
+    /// that accepts connections and says nothing) is not alive, this replica always is.
+    #[tokio::test]
+    async fn dns_members_are_resolved_and_checked() {
+        let silent = std::net::TcpListener::bind("127.0.0.1:0").expect("bind");
+        let port = silent.local_addr().expect("addr").port();
+        let config = Config {
+            peers_dns: Some(format!("localhost:{port}")),
+            advertise: Some("127.0.0.1:1".into()),
+            peers_refresh: Duration::from_millis(200),
+            ..Config::default()
+        };
+        let cluster = Cluster::from_config(&config, false).expect("valid");
+        let resolved = cluster.resolve().await.expect("localhost resolves");
+        assert!(resolved.contains(&format!("127.0.0.1:{port}")), "{resolved:?}");
+        cluster.check().await;
+        let members = cluster.members();
+        let peer = members.iter().find(|m| m.address == format!("127.0.0.1:{port}")).expect("listed");
+        assert!(!peer.alive && peer.error.is_some(), "{peer:?}");
+        assert_eq!(cluster.alive(), ["127.0.0.1:1"]);
+        assert!(cluster.describe()["source"]["peers_dns"].is_string());
+        drop(silent);
+    }
 }
