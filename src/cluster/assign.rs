@@ -17,21 +17,22 @@ const SLACK: f64 = 1.01;
 /// The replica that owns `key` among `members` (rendezvous hashing, no load bound): the one
 /// whose local tier keeps that file first.
 pub fn owner<'a>(key: &str, members: &'a [String]) -> Option<&'a str> {
+    ranking(key, members).first().map(|&m| members[m].as_str())
+}
+
+/// `members` (their indexes) from the highest rendezvous score for `key` down.
+fn ranking(key: &str, members: &[String]) -> Vec<usize> {
     let mut nodes = RendezvousNodes::default();
     for m in members {
         nodes.insert(m.as_str());
     }
-    let first = nodes.calc_candidates(&key).next().copied();
-    first
+    let ranked = nodes.calc_candidates(&key).filter_map(|n| members.iter().position(|m| m == *n)).collect();
+    ranked
 }
 
 /// The ranked locations of each part: `parts` are (key, rows); `members` the live replicas.
 /// Each list holds the owner first, then another replica (when there is one).
 pub fn assign(parts: &[(String, u64)], members: &[String]) -> Vec<Vec<String>> {
-    let mut nodes = RendezvousNodes::default();
-    for m in members {
-        nodes.insert(m.as_str());
-    }
     let total: u64 = parts.iter().map(|p| p.1).sum();
     let cap = total as f64 / members.len().max(1) as f64 * SLACK;
     let mut load = vec![0u64; members.len()];
@@ -41,8 +42,7 @@ pub fn assign(parts: &[(String, u64)], members: &[String]) -> Vec<Vec<String>> {
     let mut out = vec![Vec::new(); parts.len()];
     for i in order {
         let (key, rows) = &parts[i];
-        let ranked: Vec<usize> =
-            nodes.calc_candidates(key).filter_map(|n| members.iter().position(|m| m == *n)).collect();
+        let ranked = ranking(key, members);
         let owner = ranked
             .iter()
             .copied()

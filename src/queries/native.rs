@@ -25,12 +25,17 @@ const CHANNEL_DEPTH: usize = 4;
 
 /// Merged batches stay under this size: gRPC clients refuse messages over 4 MiB by default
 /// (tonic, grpc-java, grpc-go). Segment batches (12,288 rows, ~1.7 MB of TLC trips) fit under it.
-const MESSAGE_BYTES: usize = 2 * 1024 * 1024;
+pub const MESSAGE_BYTES: usize = 2 * 1024 * 1024;
 
-/// About how many rows of `schema` fit in `bytes` (variable-width values counted as 32 bytes).
+/// About the Arrow bytes of one row of `schema` (variable-width values counted as 32 bytes, and a
+/// byte of validity per column).
+pub fn row_bytes(schema: &Schema) -> usize {
+    schema.fields().iter().map(|f| f.data_type().primitive_width().unwrap_or(32) + 1).sum::<usize>().max(1)
+}
+
+/// About how many rows of `schema` fit in `bytes`.
 fn rows_within(schema: &Schema, bytes: usize) -> usize {
-    let width: usize = schema.fields().iter().map(|f| f.data_type().primitive_width().unwrap_or(32) + 1).sum();
-    bytes / width.max(1)
+    bytes / row_bytes(schema)
 }
 
 /// The job's side of the stream.

@@ -23,6 +23,7 @@ use sha2::{Digest, Sha256};
 
 use super::{
     fast,
+    native::{row_bytes, MESSAGE_BYTES},
     p90::{compute, map_all, pin_range},
     range::Range,
     read::micros,
@@ -37,9 +38,9 @@ use crate::{
 /// Answers over fewer rows than this are not worth splitting.
 pub const MIN_ROWS: u64 = 256 * 1024;
 
-/// About the answer bytes of one part: 4 of Bridge's default 2 MiB messages, inside ADBC's
-/// default queue of 5 per endpoint.
-pub const PART_BYTES: u64 = 8 << 20;
+/// About the answer bytes of one part: 4 of Bridge's messages, inside ADBC's default queue of 5
+/// per endpoint.
+pub const PART_BYTES: u64 = 4 * MESSAGE_BYTES as u64;
 
 /// One part: its ticket, the file it mostly reads (its owner's key) and its rows.
 #[derive(Debug, Clone)]
@@ -100,12 +101,6 @@ fn days(snap: &Snapshot, range: &Range) -> Option<Days> {
         }
     }
     Some(out.into_iter().collect())
-}
-
-/// Bytes one row of `schema` takes in Arrow (strings and other variable-width values guessed).
-fn row_bytes(schema: &arrow::datatypes::Schema) -> u64 {
-    let width = |t: &arrow::datatypes::DataType| t.primitive_width().unwrap_or(16) as u64;
-    schema.fields().iter().map(|f| width(f.data_type())).sum::<u64>().max(1)
 }
 
 /// Cuts `rows` (per month, in order) into at most `k` runs of about equal sums: the index of
@@ -262,13 +257,10 @@ mod tests {
     }
 
     #[test]
-    fn day_bounds_and_widths() {
+    fn day_bounds() {
         let epoch = NaiveDate::from_ymd_opt(1970, 1, 1).expect("date");
         let day = NaiveDate::from_ymd_opt(2024, 3, 17).expect("date").signed_duration_since(epoch).num_days();
         assert_eq!(day_start(day), "2024-03-17");
         assert_eq!(day_start(day + 15), "2024-04-01");
-        use arrow::datatypes::{DataType, Field, Schema};
-        let schema = Schema::new(vec![Field::new("a", DataType::Float64, true), Field::new("b", DataType::Utf8, true)]);
-        assert_eq!(row_bytes(&schema), 24);
     }
 }
