@@ -9,17 +9,16 @@
 use std::{collections::HashMap, sync::Arc};
 
 use arrow::{
-    array::{AsArray, BooleanArray, Float64Array, Int64Array, TimestampMicrosecondArray},
+    array::{BooleanArray, Float64Array, Int64Array, TimestampMicrosecondArray},
     buffer::ScalarBuffer,
-    compute::filter,
-    datatypes::{DataType, Field, Float64Type, Schema, TimeUnit},
+    datatypes::{DataType, Field, Schema, TimeUnit},
     record_batch::RecordBatch,
 };
 
 use super::{
     manifest_metadata,
     native::{Emitter, Job},
-    quantile::{count_above, quantile_cont, sort_descending, Run},
+    quantile::{count_above, quantile_cont, sort_descending, Ranks, Run},
     range::Range,
     read::{micros, pickup_mask, project, read_masked, Aligner},
     require_tlc,
@@ -54,10 +53,11 @@ pub struct Take {
 struct Part {
     segment: usize,
     group: usize,
-    /// Distances in range, descending (a run for the percentile).
+    /// The group's distances, descending (a run for the percentile); of a partly covered group,
+    /// only those whose pickup is in range count.
     run: ScalarBuffer<f64>,
     /// For a partly covered group: every row's distance and whether its pickup is in range.
-    partial: Option<(ScalarBuffer<f64>, BooleanArray)>,
+    partial: Option<(ScalarBuffer<f64>, BooleanArray, Ranks)>,
     /// Counted by its segment's histogram or with the strays, not by its own run.
     counted: bool,
 }
@@ -134,10 +134,9 @@ pub fn compute(
                     trips_in_range += inside.true_count() as u64;
                     let distances = seg.distances(g, g.rows as usize);
                     // Rows with a distance come first: the run is theirs that are in range.
-                    let with = g.with_distance as usize;
-                    let run = filter(&Float64Array::new(distances.slice(0, with), None), &inside.slice(0, with))?;
-                    let run = run.as_primitive::<Float64Type>().values().clone();
-                    let partial = Some((distances, inside));
+                    let run = distances.slice(0, g.with_distance as usize);
+                    let ranks = Ranks::new(inside.values());
+                    let partial = Some((distances, inside, ranks));
                     parts.push(Part { segment: si, group: gi, run, partial, counted: false });
                 }
             }
@@ -150,7 +149,10 @@ pub fn compute(
         .map(Run::counted)
         .chain(outside.iter().map(|r| Run::minus(r)))
         .chain([Run::minus(&strays), Run::plain(&strays_in)])
-        .chain(parts.iter().filter(|p| !p.counted).map(|p| Run::plain(&p.run)))
+        .chain(parts.iter().filter(|p| !p.counted).map(|p| match &p.partial {
+            None => Run::plain(&p.run),
+            Some((_, _, ranks)) => Run::masked(&p.run, ranks),
+        }))
         .collect();
     let threshold = given.or_else(|| quantile_cont(&runs, percentile));
     let trips_above = threshold.map_or(0, |thr| count_above(&runs, thr));
@@ -158,16 +160,17 @@ pub fn compute(
     if let Some(thr) = threshold.filter(|_| rows) {
         for p in parts {
             let above = p.run.partition_point(|d| *d > thr);
-            if above == 0 {
-                continue;
-            }
             let (rows, mask) = match p.partial {
                 None => (above, None),
-                Some((distances, inside)) => {
+                Some((_, _, ranks)) if ranks.count(above) == 0 => (0, None),
+                Some((distances, inside, _)) => {
                     let rows = distances.partition_point(|d| *d > thr);
                     (rows, Some(inside.slice(0, rows)))
                 }
             };
+            if rows == 0 {
+                continue;
+            }
             takes.push(Take { segment: p.segment, group: p.group, rows, mask });
         }
     }

@@ -4,7 +4,43 @@
 //! histogram that counted them (groups outside the range). A year's percentile then searches 12
 //! histograms and a few edge groups instead of 730 day groups' keys.
 
+use arrow::buffer::BooleanBuffer;
+
 use crate::segment::Histogram;
+
+/// A bit mask with the count of set bits before every 64-bit word, so that "how many of the
+/// first `i` bits are set" is one table look-up and one popcount. A partly covered group's run is
+/// its sorted distances masked by whether each row is in range: nothing is filtered or copied.
+#[derive(Debug)]
+pub struct Ranks {
+    words: Vec<u64>,
+    before: Vec<u64>,
+}
+
+impl Ranks {
+    pub fn new(bits: &BooleanBuffer) -> Self {
+        let chunks = bits.bit_chunks();
+        let words: Vec<u64> = chunks.iter().chain(std::iter::once(chunks.remainder_bits())).collect();
+        let before = words
+            .iter()
+            .scan(0u64, |n, w| {
+                let b = *n;
+                *n += w.count_ones() as u64;
+                Some(b)
+            })
+            .collect();
+        Ranks { words, before }
+    }
+
+    /// Set bits among the first `i`.
+    pub fn count(&self, i: usize) -> u64 {
+        let (w, b) = (i / 64, i % 64);
+        match self.words.get(w) {
+            Some(word) => self.before[w] + (word & ((1u64 << b) - 1)).count_ones() as u64,
+            None => self.before.last().map_or(0, |n| n + self.words[self.words.len() - 1].count_ones() as u64),
+        }
+    }
+}
 
 /// Values in descending order without NaN, each counted once or by a histogram's counts, added
 /// to or taken from the union.
@@ -13,26 +49,36 @@ pub struct Run<'a> {
     values: &'a [f64],
     /// Running counts (see [`Histogram::cumulative`]); None: each value counts once.
     cumulative: Option<&'a [u64]>,
+    /// Only the values whose bit is set count (see [`Ranks`]).
+    mask: Option<&'a Ranks>,
     minus: bool,
 }
 
 impl<'a> Run<'a> {
     pub fn plain(values: &'a [f64]) -> Self {
-        Run { values, cumulative: None, minus: false }
+        Run { values, cumulative: None, mask: None, minus: false }
+    }
+
+    /// The values whose bit in `mask` is set (the values' order is kept, so they stay sorted).
+    pub fn masked(values: &'a [f64], mask: &'a Ranks) -> Self {
+        Run { values, cumulative: None, mask: Some(mask), minus: false }
     }
 
     pub fn counted(h: &'a Histogram) -> Self {
-        Run { values: h.values(), cumulative: Some(h.cumulative()), minus: false }
+        Run { values: h.values(), cumulative: Some(h.cumulative()), mask: None, minus: false }
     }
 
     /// Values already counted by another run (a histogram) that are not in the union.
     pub fn minus(values: &'a [f64]) -> Self {
-        Run { values, cumulative: None, minus: true }
+        Run { values, cumulative: None, mask: None, minus: true }
     }
 
     /// Elements greater than `v`.
     fn above(&self, v: f64) -> u64 {
         let i = self.values.partition_point(|x| *x > v);
+        if let Some(m) = self.mask {
+            return m.count(i);
+        }
         match self.cumulative {
             None => i as u64,
             Some(_) if i == 0 => 0,
@@ -41,6 +87,9 @@ impl<'a> Run<'a> {
     }
 
     fn len(&self) -> u64 {
+        if let Some(m) = self.mask {
+            return m.count(self.values.len());
+        }
         match self.cumulative {
             None => self.values.len() as u64,
             Some(c) => c.last().copied().unwrap_or(0),
@@ -192,5 +241,25 @@ mod tests {
         with_histogram.push(Run::plain(&runs[2]));
         let kept_and_2: Vec<f64> = kept.iter().chain(&runs[2]).copied().collect();
         assert_eq!(quantile_cont(&with_histogram, 0.9), Some(sorted_quantile(kept_and_2, 0.9)));
+    }
+
+    #[test]
+    fn a_masked_run_counts_only_its_set_values() {
+        let runs = runs(23);
+        let values = &runs[6]; // 223 values: more than three words of bits
+        let mask: Vec<bool> = (0..values.len()).map(|i| i % 3 != 0 && i % 7 != 2).collect();
+        let kept: Vec<f64> = values.iter().zip(&mask).filter(|(_, m)| **m).map(|(v, _)| *v).collect();
+        let ranks = Ranks::new(&BooleanBuffer::from(mask.clone()));
+        for i in 0..=values.len() {
+            assert_eq!(ranks.count(i), mask[..i].iter().filter(|m| **m).count() as u64);
+        }
+        let masked = [Run::masked(values, &ranks), Run::plain(&runs[3])];
+        let union: Vec<f64> = kept.iter().chain(&runs[3]).copied().collect();
+        for q in [0.0001, 0.5, 0.9, 0.9999] {
+            assert_eq!(quantile_cont(&masked, q), Some(sorted_quantile(union.clone(), q)), "q={q}");
+        }
+        assert_eq!(count(&masked), union.len() as u64);
+        let none = Ranks::new(&BooleanBuffer::new_unset(values.len()));
+        assert_eq!(quantile_cont(&[Run::masked(values, &none)], 0.9), None);
     }
 }
