@@ -169,6 +169,15 @@ pub static CACHE_HITS: LazyLock<IntCounterVec> = LazyLock::new(|| {
     build(register_int_counter_vec!("bridge_cache_hits_total", "Objects found already downloaded", &["location"]))
 });
 
+/// Row groups a query read, from the cache of decoded row groups or decoded from the segment.
+pub static ROW_GROUPS: LazyLock<IntCounterVec> = LazyLock::new(|| {
+    build(register_int_counter_vec!(
+        "bridge_row_groups_read_total",
+        "Segment row groups queries read, from the decoded cache or decoded from the file",
+        &["from"]
+    ))
+});
+
 /// The replicas this one sees (`--peers`, `--peers-dns`): 1 while one answers its health checks.
 pub static MEMBER_UP: LazyLock<IntGaugeVec> = LazyLock::new(|| {
     build(register_int_gauge_vec!(

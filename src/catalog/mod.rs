@@ -88,6 +88,7 @@ impl Catalog {
         // Absolute: the datasets' views name the segments by path.
         let cache_dir = std::fs::canonicalize(&config.cache_dir).map_err(Error::internal)?;
         let tier = Tier::new(config.cache_max_bytes);
+        crate::segment::set_decoded_cache_bytes(config.decoded_cache_bytes);
         let aliases = Arc::new(config.column_aliases.clone());
         let mut live = HashSet::new();
         for ds in datasets.values() {

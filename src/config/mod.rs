@@ -74,6 +74,11 @@ pub struct Config {
     /// their source when a query needs them.
     #[arg(long, env = "BRIDGE_CACHE_MAX_BYTES", value_parser = parse_bytes)]
     pub cache_max_bytes: Option<u64>,
+    /// Memory for decoded row groups kept for the next query, e.g. 256MiB, 4GiB. A bulk `scan`
+    /// keeps a file's rows decoded only when they take at most half of it: make it larger than
+    /// twice a hot file's Arrow size to serve that file's scans from memory.
+    #[arg(long, env = "BRIDGE_DECODED_CACHE_BYTES", default_value = "256MiB", value_parser = parse_bytes)]
+    pub decoded_cache_bytes: u64,
     /// How often each dataset's location is re-listed, e.g. 1s, 500ms, 1m.
     #[arg(long, env = "BRIDGE_REFRESH_INTERVAL", default_value = "1s", value_parser = parse_duration)]
     pub refresh_interval: Duration,
@@ -224,6 +229,7 @@ impl Default for Config {
             otlp_endpoint: None,
             cache_dir: PathBuf::from("./.cache/bridge"),
             cache_max_bytes: None,
+            decoded_cache_bytes: crate::segment::DECODED_CACHE_BYTES,
             refresh_interval: Duration::from_secs(1),
             dataset_refresh: Vec::new(),
             column_aliases: Vec::new(),

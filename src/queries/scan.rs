@@ -1,6 +1,8 @@
-//! `scan`: bulk export of the trips picked up in a range, read straight from the segments (and
-//! not kept in the decoded cache: a bulk read would only push out what other queries reuse).
-//! Rows come grouped by file and pickup day.
+//! `scan`: bulk export of the trips picked up in a range, read straight from the segments.
+//! Rows come grouped by file and pickup day. What a scan decodes stays in the decoded cache only
+//! for files that take at most half of it (`--decoded-cache-bytes`): a scan of a file that would
+//! not fit would only push out what other queries reuse, while one that fits is served from
+//! memory the next time, with nothing to decode.
 
 use std::sync::Arc;
 
@@ -8,12 +10,17 @@ use arrow::record_batch::RecordBatch;
 
 use super::{
     manifest_metadata,
-    native::{Emitter, Job},
+    native::{row_bytes, Emitter, Job},
     range::Range,
     read::{micros, pickup_mask, project, read_masked, Aligner},
     require_tlc,
 };
-use crate::{catalog::Catalog, error::Result, proto::Scan, segment::Cover};
+use crate::{
+    catalog::Catalog,
+    error::Result,
+    proto::Scan,
+    segment::{decoded_cache_bytes, Cover},
+};
 
 pub fn plan(s: Scan, catalog: &Catalog) -> Result<Job> {
     let ds = catalog.dataset(&s.dataset)?;
@@ -41,6 +48,8 @@ pub fn plan(s: Scan, catalog: &Catalog) -> Result<Job> {
             let seg = &pin.map()?;
             // Aligned by the batches' own schema: a projection decodes a subset of the columns.
             let aligner = Aligner::new(seg.schema(), target.clone());
+            let rows: u64 = seg.groups().iter().map(|g| g.rows).sum();
+            let keep = rows * row_bytes(seg.schema()) as u64 * 2 <= decoded_cache_bytes();
             let align = |batch: RecordBatch| match columns {
                 None => aligner.apply(&batch),
                 Some(_) => Aligner::new(&batch.schema(), target.clone()).apply(&batch),
@@ -52,7 +61,7 @@ pub fn plan(s: Scan, catalog: &Catalog) -> Result<Job> {
                 }
                 let inside =
                     (cover == Cover::Partial).then(|| pickup_mask(seg, g, g.rows as usize, from, to)).transpose()?;
-                for batch in read_masked(seg, g, g.rows as usize, inside.as_ref(), (columns, false)) {
+                for batch in read_masked(seg, g, g.rows as usize, inside.as_ref(), (columns, keep)) {
                     if !emit.push(align(batch?)?)? {
                         return Ok(());
                     }

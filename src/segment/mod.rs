@@ -31,7 +31,7 @@ use std::{
     path::{Path, PathBuf},
     sync::{
         atomic::{AtomicU64, Ordering},
-        Arc, LazyLock,
+        Arc, LazyLock, OnceLock,
     },
 };
 
@@ -59,8 +59,20 @@ pub const CHUNK_ROWS: usize = 12288;
 pub const SHARED_ROWS: u64 = 1024;
 /// Microseconds per day.
 pub const DAY_US: i64 = 86_400_000_000;
-/// Decoded row groups kept for the next query, by their Arrow memory size.
+/// Decoded row groups kept for the next query, by their Arrow memory size, unless
+/// [`set_decoded_cache_bytes`] says otherwise.
 pub const DECODED_CACHE_BYTES: u64 = 256 << 20;
+static DECODED_CAPACITY: OnceLock<u64> = OnceLock::new();
+
+/// Sizes the cache of decoded row groups; only before the first segment is read.
+pub fn set_decoded_cache_bytes(bytes: u64) {
+    let _ = DECODED_CAPACITY.set(bytes);
+}
+
+/// The size of the cache of decoded row groups.
+pub fn decoded_cache_bytes() -> u64 {
+    *DECODED_CAPACITY.get_or_init(|| DECODED_CACHE_BYTES)
+}
 /// Footer metadata key of the group index.
 const INDEX_KEY: &str = "bridge.segment.groups";
 const PICKUP: &str = "tpep_pickup_datetime";
@@ -82,7 +94,7 @@ const FOOTER_CACHE_BYTES: u64 = 64 << 20;
 /// Recently decoded row groups, by (segment id, row group, [`column_tag`]).
 static DECODED: LazyLock<moka::sync::Cache<(u64, u32, u8), RecordBatch>> = LazyLock::new(|| {
     moka::sync::Cache::builder()
-        .max_capacity(DECODED_CACHE_BYTES)
+        .max_capacity(decoded_cache_bytes())
         .weigher(|_, b: &RecordBatch| b.get_array_memory_size().try_into().unwrap_or(u32::MAX))
         .build()
 });
@@ -439,8 +451,10 @@ impl Segment {
         };
         let key = (self.id, i as u32, tag);
         if let Some(b) = DECODED.get(&key) {
+            crate::metrics::ROW_GROUPS.with_label_values(&["cache"]).inc();
             return Ok(b);
         }
+        crate::metrics::ROW_GROUPS.with_label_values(&["file"]).inc();
         // Its own file description: clones of `data` would share one file offset between threads.
         // The path stays until the segment is dropped (see `retire`).
         let file = File::open(&self.data_path).map_err(Error::internal)?;
