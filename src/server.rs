@@ -6,7 +6,10 @@ use arrow_flight::flight_service_server::FlightServiceServer;
 use tokio::net::TcpListener;
 use tonic::transport::server::TcpIncoming;
 
-use crate::{flight::BridgeFlight, state::AppState};
+use crate::{
+    flight::{BridgeFlight, Direct},
+    state::AppState,
+};
 
 /// Concurrent streams one HTTP/2 connection may open.
 const MAX_STREAMS_PER_CONNECTION: u32 = 128;
@@ -22,9 +25,7 @@ pub async fn serve(
 ) -> Result<(), tonic::transport::Error> {
     let state_tls = state.tls().cloned();
     let max_age = state.max_connection_age();
-    let service = FlightServiceServer::new(BridgeFlight::new(state))
-        .max_decoding_message_size(MAX_MESSAGE_BYTES)
-        .max_encoding_message_size(MAX_MESSAGE_BYTES);
+    let service = Direct::new(BridgeFlight::new(state), MAX_MESSAGE_BYTES);
     // grpc.health.v1 on the same port: SERVING for "" and for the Flight service.
     let (health, health_service) = tonic_health::server::health_reporter();
     health.set_serving::<FlightServiceServer<BridgeFlight>>().await;

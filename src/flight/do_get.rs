@@ -1,11 +1,13 @@
 //! DoGet: admit, decode the ticket, plan, run, stream; every query is bounded and accounted for.
 
-use arrow_flight::{FlightData, Ticket};
+use arrow_flight::Ticket;
+use futures::StreamExt;
 use tonic::{metadata::MetadataMap, Status};
 use tracing::{info_span, Instrument};
 
 use super::{
     encode::{encode, encode_batch},
+    frame::Frame,
     sql, ticket,
     wire::Wire,
     BoxStream,
@@ -21,14 +23,14 @@ pub async fn do_get(
     t: Ticket,
     metadata: &MetadataMap,
     caller: Caller,
-) -> Result<BoxStream<FlightData>, Status> {
+) -> Result<BoxStream<Frame>, Status> {
     let arrived = std::time::Instant::now();
     let wire = Wire::from_metadata(metadata)?;
     let registration = state.running().register(t.ticket.clone());
     let ticket = match sql::command(&t.ticket) {
         Some(cmd) => match sql::answer(state, cmd).inspect_err(|s| count_refusal("flight_sql", s))? {
             sql::Answer::Statement(statement) => *statement,
-            sql::Answer::Batch(batch) => return Ok(encode_batch(batch)),
+            sql::Answer::Batch(batch) => return Ok(encode_batch(batch).map(|d| d.map(Frame::Data)).boxed()),
         },
         None => ticket::try_decode(&t.ticket).map_err(Status::from).inspect_err(|s| count_refusal("invalid", s))?,
     };
@@ -58,7 +60,7 @@ pub async fn do_get(
         .with_sql(sql_text)
         .with_stream_span();
     let rows = obs.rows();
-    let size = |d: &FlightData| d.data_body.len();
+    let size = |f: &Frame| f.body_len();
     let cancel = registration.cancelled_owned();
     let data = encode(query, wire, rows, (slot, registration), bounds.deadline, cancel);
     Ok(observe(data, obs, bounds, size))

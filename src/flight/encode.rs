@@ -16,7 +16,7 @@ use tonic::Status;
 use arrow::record_batch::RecordBatch;
 use tokio::time::Instant;
 
-use super::{wire::Wire, BoxStream};
+use super::{frame::Frame, wire::Wire, BoxStream};
 use crate::{
     engine::QueryStream,
     error::Error,
@@ -33,13 +33,16 @@ pub fn encode<H: Send + 'static>(
     held: H,
     deadline: Instant,
     cancel: impl std::future::Future<Output = ()> + Send + 'static,
-) -> BoxStream<FlightData> {
+) -> BoxStream<Frame> {
     let batches = guarded(query.batches, rows, held, deadline, cancel);
     let options = wire.ipc_options();
+    let direct = wire.compression.is_none();
     match (query.max_message_bytes, wire.max_message_bytes) {
-        (Some(default), asked) => split(query.schema, batches, asked.unwrap_or(default), options),
-        (None, Some(asked)) => whole(query.schema, coalesced(batches, asked), options),
-        (None, None) => whole(query.schema, batches, options),
+        (Some(default), asked) => {
+            split(query.schema, batches, asked.unwrap_or(default), options).map(|d| d.map(Frame::Data)).boxed()
+        }
+        (None, Some(asked)) => whole(query.schema, coalesced(batches, asked), options, direct),
+        (None, None) => whole(query.schema, batches, options, direct),
     }
 }
 
@@ -131,20 +134,26 @@ fn split(
         .boxed()
 }
 
-/// Each batch as one message: segment batches, bounded in size where they are built. No dictionaries reach this path (segments have none).
+/// Each batch as one message: segment batches, bounded in size where they are built. No
+/// dictionaries reach this path (segments have none). Uncompressed, the batches go to the wire
+/// as they are (`direct`, see [`Frame`]); compressed, arrow-ipc encodes them here.
 fn whole(
     schema: SchemaRef,
     batches: impl Stream<Item = Result<RecordBatch, Status>> + Send + 'static,
     options: IpcWriteOptions,
-) -> BoxStream<FlightData> {
-    let head = FlightData::from(SchemaAsIpc::new(&schema, &options));
+    direct: bool,
+) -> BoxStream<Frame> {
+    let head = Frame::Data(FlightData::from(SchemaAsIpc::new(&schema, &options)));
     let generator = IpcDataGenerator::default();
     let mut tracker = DictionaryTracker::new(false);
     let body = batches.map(move |b| {
+        if direct {
+            return Ok(Frame::Batch(b?));
+        }
         let (_, data) = generator
             .encode(&b?, &mut tracker, &options, &mut Default::default())
             .map_err(|e| Status::from(crate::error::Error::internal(e)))?;
-        Ok(FlightData::from(data))
+        Ok(Frame::Data(FlightData::from(data)))
     });
     futures::stream::once(async { Ok(head) }).chain(body).boxed()
 }

@@ -2,11 +2,13 @@
 //! function, map the error.
 
 mod cancel;
+mod direct;
 mod do_action;
 mod do_get;
 mod do_put;
 pub mod encode;
 mod endpoints;
+pub mod frame;
 mod get_flight_info;
 mod list_flights;
 mod sql;
@@ -22,6 +24,7 @@ use tracing::Instrument;
 
 use crate::state::AppState;
 pub use cancel::Running;
+pub use direct::Direct;
 
 use crate::observe::BoxStream;
 
@@ -40,6 +43,27 @@ impl BridgeFlight {
     /// who called (None: anonymous).
     fn authorize<T>(&self, req: &Request<T>) -> Result<Option<String>, Status> {
         self.state.auth().map(|a| a.check(req.metadata(), req.remote_addr())).transpose()
+    }
+
+    /// DoGet as frames: what [`Direct`] writes straight to the wire (and the trait's `do_get`
+    /// turns into `FlightData`).
+    pub async fn do_get_frames(&self, req: Request<Ticket>) -> Result<Response<BoxStream<frame::Frame>>, Status> {
+        let principal = self.authorize(&req)?;
+        let peer = req.remote_addr();
+        let metadata = req.metadata().clone();
+        let id = crate::observe::request_id(&metadata);
+        let header =
+            id.parse().map_err(|_| Status::from(crate::error::Error::internal("request id is not a header value")))?;
+        let caller = crate::observe::Caller { request_id: id, peer, principal };
+        let span = crate::trace::rpc_span("DoGet", &metadata.clone().into_headers());
+        let trace_id = crate::trace::trace_id(&span);
+        let stream = do_get::do_get(&self.state, req.into_inner(), &metadata, caller).instrument(span).await?;
+        let mut response = Response::new(stream);
+        response.metadata_mut().insert("x-request-id", header);
+        if let Some(value) = trace_id.and_then(|t| t.parse().ok()) {
+            response.metadata_mut().insert("x-trace-id", value);
+        }
+        Ok(response)
     }
 }
 
@@ -109,22 +133,9 @@ impl FlightService for BridgeFlight {
     }
 
     async fn do_get(&self, req: Request<Ticket>) -> Result<Response<Self::DoGetStream>, Status> {
-        let principal = self.authorize(&req)?;
-        let peer = req.remote_addr();
-        let metadata = req.metadata().clone();
-        let id = crate::observe::request_id(&metadata);
-        let header =
-            id.parse().map_err(|_| Status::from(crate::error::Error::internal("request id is not a header value")))?;
-        let caller = crate::observe::Caller { request_id: id, peer, principal };
-        let span = crate::trace::rpc_span("DoGet", &metadata.clone().into_headers());
-        let trace_id = crate::trace::trace_id(&span);
-        let stream = do_get::do_get(&self.state, req.into_inner(), &metadata, caller).instrument(span).await?;
-        let mut response = Response::new(stream);
-        response.metadata_mut().insert("x-request-id", header);
-        if let Some(value) = trace_id.and_then(|t| t.parse().ok()) {
-            response.metadata_mut().insert("x-trace-id", value);
-        }
-        Ok(response)
+        use futures::StreamExt;
+        let frames = self.do_get_frames(req).await?;
+        Ok(frames.map(|s| s.map(|r| r.and_then(frame::Frame::into_data)).boxed()))
     }
 
     async fn do_put(&self, req: Request<Streaming<FlightData>>) -> Result<Response<Self::DoPutStream>, Status> {

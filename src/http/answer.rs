@@ -20,6 +20,7 @@ use super::{
 use crate::{
     flight::{
         encode::{encode, guarded},
+        frame::Frame,
         wire::Wire,
     },
     observe::{observe, Bounds, BoxStream, Caller, Observed},
@@ -62,7 +63,10 @@ pub async fn answer(http: &HttpState, ticket: Ticket, format: Format, caller: Ca
     // Only the deadline and the client (dropping the body) stop an HTTP answer.
     let never = futures::future::pending::<()>();
     let body: BoxStream<Bytes> = match format {
-        Format::Arrow => arrow_stream(encode(query, Wire::default(), rows, slot, bounds.deadline, never)).boxed(),
+        Format::Arrow => {
+            let frames = encode(query, Wire::default(), rows, slot, bounds.deadline, never);
+            arrow_stream(frames.map(|f| f.and_then(Frame::into_data))).boxed()
+        }
         Format::Csv => csv_stream(guarded(query.batches, rows, slot, bounds.deadline, never)).boxed(),
         Format::Json => {
             let batches = guarded(query.batches, rows, slot, bounds.deadline, never);
