@@ -42,30 +42,23 @@ pub fn encode<H: Send + 'static>(
             split(query.schema, batches, asked.unwrap_or(default), options).map(|d| d.map(Frame::Data)).boxed()
         }
         (None, Some(asked)) => whole(query.schema, coalesced(batches, asked), options, direct),
-        (None, None) => whole(query.schema, batches, options, direct),
+        (None, None) => whole(query.schema, batches.map_ok(|b| vec![b]), options, direct),
     }
 }
 
-/// Consecutive batches concatenated into batches of at most about `max` bytes (by the bytes
-/// their rows use, not the buffers they view), for clients that accept larger messages. A batch
-/// larger than `max` by itself passes as it is.
+/// Consecutive batches gathered into messages of at most about `max` bytes (by the bytes their
+/// rows use, not the buffers they view), for clients that accept larger messages. A batch larger
+/// than `max` by itself passes as it is.
 fn coalesced(
     batches: impl Stream<Item = Result<RecordBatch, Status>> + Send + 'static,
     max: usize,
-) -> impl Stream<Item = Result<RecordBatch, Status>> + Send + 'static {
+) -> impl Stream<Item = Result<Vec<RecordBatch>, Status>> + Send + 'static {
     let internal = |e| Status::from(Error::internal(e));
     let size = move |b: &RecordBatch| -> Result<usize, Status> {
         b.columns().iter().map(|c| c.to_data().get_slice_memory_size().map_err(internal)).sum()
     };
-    // Held batches, never empty, as one.
-    let flush = move |held: &mut Vec<RecordBatch>| -> Result<RecordBatch, Status> {
-        let all = match held.len() {
-            1 => held[0].clone(),
-            _ => arrow::compute::concat_batches(&held[0].schema(), held.iter()).map_err(internal)?,
-        };
-        held.clear();
-        Ok(all)
-    };
+    // Held batches, never empty.
+    let flush = |held: &mut Vec<RecordBatch>| -> Result<Vec<RecordBatch>, Status> { Ok(std::mem::take(held)) };
     let state = (Box::pin(batches), Vec::new(), 0usize, false);
     futures::stream::unfold(state, move |(mut batches, mut held, mut bytes, done)| async move {
         if done {
@@ -134,25 +127,30 @@ fn split(
         .boxed()
 }
 
-/// Each batch as one message: segment batches, bounded in size where they are built. No
-/// dictionaries reach this path (segments have none). Uncompressed, the batches go to the wire
-/// as they are (`direct`, see [`Frame`]); compressed, arrow-ipc encodes them here.
+/// Each group of batches as one message: segment batches, bounded in size where they are
+/// built, or gathered by [`coalesced`]. No dictionaries reach this path (segments have none).
+/// Uncompressed, the batches go to the wire as they are (`direct`, see [`Frame`]); compressed,
+/// arrow-ipc encodes them here.
 fn whole(
     schema: SchemaRef,
-    batches: impl Stream<Item = Result<RecordBatch, Status>> + Send + 'static,
+    batches: impl Stream<Item = Result<Vec<RecordBatch>, Status>> + Send + 'static,
     options: IpcWriteOptions,
     direct: bool,
 ) -> BoxStream<Frame> {
     let head = Frame::Data(FlightData::from(SchemaAsIpc::new(&schema, &options)));
     let generator = IpcDataGenerator::default();
     let mut tracker = DictionaryTracker::new(false);
-    let body = batches.map(move |b| {
+    let internal = |e| Status::from(Error::internal(e));
+    let body = batches.map(move |held| {
+        let held = held?;
         if direct {
-            return Ok(Frame::Batch(b?));
+            return Ok(Frame::Batches(held));
         }
-        let (_, data) = generator
-            .encode(&b?, &mut tracker, &options, &mut Default::default())
-            .map_err(|e| Status::from(crate::error::Error::internal(e)))?;
+        let b = match held.as_slice() {
+            [one] => one.clone(),
+            _ => arrow::compute::concat_batches(&schema, held.iter()).map_err(internal)?,
+        };
+        let (_, data) = generator.encode(&b, &mut tracker, &options, &mut Default::default()).map_err(internal)?;
         Ok(Frame::Data(FlightData::from(data)))
     });
     futures::stream::once(async { Ok(head) }).chain(body).boxed()

@@ -9,8 +9,9 @@
 //! arrow-ipc as before.
 
 use arrow::{
-    array::{Array, ArrayData, RecordBatch},
+    array::{ArrayData, BooleanBufferBuilder, RecordBatch},
     buffer::{BooleanBuffer, Buffer},
+    compute::concat_batches,
     datatypes::DataType,
     ipc::{
         writer::{DictionaryTracker, IpcDataGenerator, IpcWriteOptions},
@@ -31,8 +32,9 @@ use crate::error::Error;
 #[derive(Debug)]
 pub enum Frame {
     Data(FlightData),
-    /// Rows to encode as an uncompressed IPC record batch (no dictionaries).
-    Batch(RecordBatch),
+    /// Rows to send as one uncompressed IPC record batch (no dictionaries): one batch or several
+    /// of one schema, joined as they are written (a client that accepts larger messages).
+    Batches(Vec<RecordBatch>),
 }
 
 impl Frame {
@@ -40,7 +42,9 @@ impl Frame {
     pub fn body_len(&self) -> usize {
         match self {
             Frame::Data(d) => d.data_body.len(),
-            Frame::Batch(b) => Layout::of(b).map_or_else(|| b.get_array_memory_size(), |l| l.body_len),
+            Frame::Batches(b) => {
+                Layout::of(b).map_or_else(|| b.iter().map(RecordBatch::get_array_memory_size).sum(), |l| l.body_len)
+            }
         }
     }
 
@@ -48,7 +52,7 @@ impl Frame {
     pub fn into_data(self) -> Result<FlightData, Status> {
         match self {
             Frame::Data(d) => Ok(d),
-            Frame::Batch(b) => ipc_encode(&b),
+            Frame::Batches(b) => ipc_encode(&b),
         }
     }
 
@@ -57,7 +61,7 @@ impl Frame {
     pub fn write(self, dst: &mut impl Reserve) -> Result<(), Status> {
         let data = match self {
             Frame::Data(d) => d,
-            Frame::Batch(b) => match Layout::of(&b) {
+            Frame::Batches(b) => match Layout::of(&b) {
                 Some(layout) => {
                     dst.reserve_exact(layout.header.len() + layout.body_len + 32);
                     layout.write(dst);
@@ -89,7 +93,17 @@ impl Reserve for tonic::codec::EncodeBuf<'_> {
     }
 }
 
-fn ipc_encode(b: &RecordBatch) -> Result<FlightData, Status> {
+fn ipc_encode(batches: &[RecordBatch]) -> Result<FlightData, Status> {
+    let internal = |e: arrow::error::ArrowError| Status::from(Error::internal(e));
+    let joined;
+    let b = match batches {
+        [one] => one,
+        _ => {
+            let first = batches.first().ok_or_else(|| Status::from(Error::internal("a message without rows")))?;
+            joined = concat_batches(&first.schema(), batches).map_err(internal)?;
+            &joined
+        }
+    };
     let options = IpcWriteOptions::default();
     let (_, data) = IpcDataGenerator::default()
         .encode(b, &mut DictionaryTracker::new(false), &options, &mut Default::default())
@@ -103,29 +117,33 @@ const ALIGN: usize = 64;
 const DATA_HEADER: u32 = 2;
 const DATA_BODY: u32 = 1000;
 
-/// A batch as an IPC record batch message: the flatbuffer header and the body's buffers.
+/// Batches as one IPC record batch message: the flatbuffer header and the body's buffers, each
+/// made of pieces (one per batch) written one after the other.
 struct Layout {
     header: Vec<u8>,
-    buffers: Vec<Buffer>,
+    buffers: Vec<Vec<Buffer>>,
     body_len: usize,
 }
 
 impl Layout {
     /// None when a column has a type this writer does not lay out (arrow-ipc encodes those).
-    fn of(batch: &RecordBatch) -> Option<Layout> {
+    fn of(batches: &[RecordBatch]) -> Option<Layout> {
         let (mut nodes, mut buffers) = (Vec::new(), Vec::new());
-        for column in batch.columns() {
-            let data = column.to_data();
-            nodes.push(FieldNode::new(data.len() as i64, data.null_count() as i64));
-            buffers.push(validity(&data));
-            buffers.extend(values(&data)?);
+        let rows = batches.iter().map(RecordBatch::num_rows).sum::<usize>();
+        for i in 0..batches.first()?.num_columns() {
+            let column: Vec<ArrayData> = batches.iter().map(|b| b.column(i).to_data()).collect();
+            let nulls = column.iter().map(ArrayData::null_count).sum::<usize>();
+            nodes.push(FieldNode::new(rows as i64, nulls as i64));
+            buffers.push(validity(&column, nulls));
+            buffers.extend(values(&column)?);
         }
         let (mut specs, mut offset) = (Vec::with_capacity(buffers.len()), 0usize);
-        for b in &buffers {
-            specs.push(IpcBuffer::new(offset as i64, b.len() as i64));
-            offset += b.len().next_multiple_of(ALIGN);
+        for pieces in &buffers {
+            let len = pieces.iter().map(Buffer::len).sum::<usize>();
+            specs.push(IpcBuffer::new(offset as i64, len as i64));
+            offset += len.next_multiple_of(ALIGN);
         }
-        let header = header(batch.num_rows(), &nodes, &specs, offset);
+        let header = header(rows, &nodes, &specs, offset);
         Some(Layout { header, buffers, body_len: offset })
     }
 
@@ -139,39 +157,62 @@ impl Layout {
         }
         encode_key(DATA_BODY, WireType::LengthDelimited, dst);
         encode_varint(self.body_len as u64, dst);
-        for b in &self.buffers {
-            dst.put_slice(b.as_slice());
-            dst.put_bytes(0, b.len().next_multiple_of(ALIGN) - b.len());
+        for pieces in &self.buffers {
+            let len = pieces.iter().map(Buffer::len).sum::<usize>();
+            for p in pieces {
+                dst.put_slice(p.as_slice());
+            }
+            dst.put_bytes(0, len.next_multiple_of(ALIGN) - len);
         }
     }
 }
 
-/// The validity bitmap, empty when there are no NULLs (IPC allows it; arrow-ipc writes all ones).
-fn validity(data: &ArrayData) -> Buffer {
-    match data.nulls() {
-        Some(nulls) if nulls.null_count() > 0 => nulls.inner().sliced(),
-        _ => Buffer::from(Vec::<u8>::new()),
+/// A column's validity bitmap (one piece), empty when there are no NULLs (IPC allows it;
+/// arrow-ipc writes all ones).
+fn validity(column: &[ArrayData], nulls: usize) -> Vec<Buffer> {
+    if nulls == 0 {
+        return vec![];
     }
+    if let [one] = column {
+        return one.nulls().map(|n| n.inner().sliced()).into_iter().collect();
+    }
+    bits(column, |d| d.nulls().map(|n| n.inner().clone()))
 }
 
-/// The value buffers of a flat column, cut to its slice; None for other types.
-fn values(data: &ArrayData) -> Option<Vec<Buffer>> {
-    let (offset, len) = (data.offset(), data.len());
-    match data.data_type() {
-        DataType::Boolean => Some(vec![BooleanBuffer::new(data.buffers()[0].clone(), offset, len).sliced()]),
+/// Bit-packed pieces joined into one bitmap (a bit per row: small beside the values).
+fn bits(column: &[ArrayData], piece: impl Fn(&ArrayData) -> Option<BooleanBuffer>) -> Vec<Buffer> {
+    let mut joined = BooleanBufferBuilder::new(column.iter().map(ArrayData::len).sum());
+    for d in column {
+        match piece(d) {
+            Some(b) => joined.append_buffer(&b),
+            None => joined.append_n(d.len(), true),
+        }
+    }
+    vec![joined.finish().into_inner()]
+}
+
+/// The value buffers of a flat column, as pieces cut to each batch's slice; None for other types.
+fn values(column: &[ArrayData]) -> Option<Vec<Vec<Buffer>>> {
+    let data_type = column.first()?.data_type();
+    match data_type {
+        DataType::Boolean => {
+            Some(vec![bits(column, |d| Some(BooleanBuffer::new(d.buffers()[0].clone(), d.offset(), d.len())))])
+        }
         DataType::Utf8 | DataType::Binary => {
-            let offsets = &data.buffers()[0].typed_data::<i32>()[offset..offset + len + 1];
-            let (first, last) = (offsets[0], offsets[len]);
-            let rebased = match first {
-                0 => data.buffers()[0].slice_with_length(offset * 4, (len + 1) * 4),
-                _ => Buffer::from_iter(offsets.iter().map(|o| o - first)),
-            };
-            let bytes = data.buffers()[1].slice_with_length(first as usize, (last - first) as usize);
-            Some(vec![rebased, bytes])
+            let (mut offsets, mut bytes, mut base) = (vec![0i32], Vec::new(), 0i32);
+            for d in column {
+                let o = &d.buffers()[0].typed_data::<i32>()[d.offset()..d.offset() + d.len() + 1];
+                let (first, last) = (o[0], o[d.len()]);
+                offsets.extend(o[1..].iter().map(|x| x - first + base));
+                bytes.push(d.buffers()[1].slice_with_length(first as usize, (last - first) as usize));
+                base += last - first;
+            }
+            Some(vec![vec![Buffer::from_vec(offsets)], bytes])
         }
         t if t.is_primitive() => {
             let width = t.primitive_width()?;
-            Some(vec![data.buffers()[0].slice_with_length(offset * width, len * width)])
+            let piece = |d: &ArrayData| d.buffers()[0].slice_with_length(d.offset() * width, d.len() * width);
+            Some(vec![column.iter().map(piece).collect()])
         }
         _ => None,
     }
@@ -244,11 +285,27 @@ mod tests {
         for (offset, len) in [(0, 1000), (3, 500), (8, 64), (13, 1), (999, 1), (0, 0)] {
             let slice = whole.slice(offset, len);
             let mut buf = Vec::new();
-            Frame::Batch(slice.clone()).write(&mut buf).unwrap();
+            Frame::Batches(vec![slice.clone()]).write(&mut buf).unwrap();
             let data = FlightData::decode(&buf[..]).unwrap();
-            assert_eq!(data.data_body.len(), Frame::Batch(slice.clone()).body_len());
+            assert_eq!(data.data_body.len(), Frame::Batches(vec![slice.clone()]).body_len());
             let back = flight_data_to_arrow_batch(&data, schema.clone(), &Default::default()).unwrap();
             assert_eq!(back, slice, "slice at {offset}, {len} rows");
+        }
+    }
+
+    /// Several slices written as one message read back as their concatenation.
+    #[test]
+    fn joined_messages_read_back_as_the_concatenation() {
+        let whole = batch();
+        let schema = whole.schema();
+        for cuts in [vec![(0, 1000)], vec![(3, 500), (600, 13)], vec![(0, 8), (8, 64), (77, 1), (900, 100)]] {
+            let pieces: Vec<RecordBatch> = cuts.iter().map(|(o, n)| whole.slice(*o, *n)).collect();
+            let want = concat_batches(&schema, &pieces).unwrap();
+            let mut buf = Vec::new();
+            Frame::Batches(pieces).write(&mut buf).unwrap();
+            let data = FlightData::decode(&buf[..]).unwrap();
+            let back = flight_data_to_arrow_batch(&data, schema.clone(), &Default::default()).unwrap();
+            assert_eq!(back, want, "pieces {cuts:?}");
         }
     }
 }
