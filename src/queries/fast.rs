@@ -4,8 +4,10 @@
 //!
 //! * `SELECT * FROM p90('<dataset>', <from>, <to> [, percentile := <0..1>])`
 //! * `SELECT * FROM outliers('<dataset>', <from>, <to> [, within_p90 := true|false])`
-//! * `SELECT * | <column>, ... FROM <dataset> WHERE tpep_pickup_datetime >= <from> AND
-//!   tpep_pickup_datetime < <to>` (either bound alone, too): the `scan` ticket
+//! * `SELECT * | <column>, ... FROM <dataset> [WHERE tpep_pickup_datetime >= <from> AND
+//!   tpep_pickup_datetime < <to>]` (either bound alone, too): the `scan` ticket
+//!
+//! each with an optional `LIMIT <n>` (without ORDER BY, SQL leaves which rows to the server),
 //! * `SELECT count(*) [AS <name>] FROM <dataset>`: the row count of the dataset's manifest (any
 //!   dataset)
 //!
@@ -117,6 +119,10 @@ impl Cursor<'_> {
         matches!(self.next()?, Token::Punct(q) if *q == p).then_some(())
     }
 
+    fn peek_word(&self, w: &str) -> bool {
+        matches!(self.0.first(), Some(Token::Word(v)) if v == w)
+    }
+
     fn peek_punct(&self, p: &str) -> bool {
         matches!(self.0.first(), Some(Token::Punct(q)) if *q == p)
     }
@@ -154,12 +160,28 @@ pub fn rewrite(sql: &str) -> Option<Ticket> {
     let columns = projection(&mut c)?;
     c.word("from")?;
     let name = c.ident()?;
-    let query = if c.peek_punct("(") && columns.is_empty() {
+    let mut query = if c.peek_punct("(") && columns.is_empty() {
         macro_call(&mut c, &name)?
     } else {
-        let range = where_range(&mut c)?;
-        Query::Scan(Scan { dataset: name, range: Some(range), columns, ..Default::default() })
+        let range = match c.peek_word("where") {
+            true => Some(where_range(&mut c)?),
+            false => None,
+        };
+        Query::Scan(Scan { dataset: name, range, columns, ..Default::default() })
     };
+    if c.peek_word("limit") {
+        c.word("limit")?;
+        let n = match c.next()? {
+            Token::Number(n) if n.fract() == 0.0 && *n >= 0.0 && *n <= u32::MAX as f64 => Some(*n as u64),
+            _ => return None,
+        };
+        match &mut query {
+            Query::Scan(s) => s.limit = n,
+            Query::P90(p) => p.limit = n,
+            Query::Outliers(o) => o.limit = n,
+            _ => return None,
+        }
+    }
     c.done().then_some(Ticket { query: Some(query), call_id: Vec::new() })
 }
 
@@ -247,7 +269,8 @@ fn macro_call(c: &mut Cursor, name: &str) -> Option<Query> {
     }
 }
 
-/// `WHERE tpep_pickup_datetime >= <from> [AND tpep_pickup_datetime < <to>]`, or the `<` alone.
+/// `WHERE tpep_pickup_datetime >= <from> [AND tpep_pickup_datetime < <to>]`, or the `<` alone,
+/// up to the end or a `LIMIT`.
 fn where_range(c: &mut Cursor) -> Option<Range> {
     c.word("where")?;
     let mut range = Range::default();
@@ -258,7 +281,7 @@ fn where_range(c: &mut Cursor) -> Option<Range> {
             Token::Punct("<") if range.to.is_empty() => range.to = c.bound(false)?,
             _ => return None,
         }
-        if c.done() {
+        if c.done() || c.peek_word("limit") {
             return Some(range);
         }
         c.word("and")?;
@@ -311,10 +334,35 @@ mod tests {
                 ..Default::default()
             }))
         );
+        assert_eq!(
+            query("SELECT * FROM yellow LIMIT 9656"),
+            Some(Query::Scan(Scan { dataset: "yellow".into(), limit: Some(9656), ..Default::default() }))
+        );
+        assert_eq!(
+            query("SELECT * FROM p90('yellow', '2024-01-01', '2024-02-01') LIMIT 5"),
+            Some(Query::P90(P90 {
+                dataset: "yellow".into(),
+                range: r("2024-01-01", "2024-02-01"),
+                limit: Some(5),
+                ..Default::default()
+            }))
+        );
+        assert_eq!(
+            query("SELECT trip_distance FROM yellow WHERE tpep_pickup_datetime < '2024-01-04' LIMIT 0"),
+            Some(Query::Scan(Scan {
+                dataset: "yellow".into(),
+                range: r("", "2024-01-04"),
+                columns: vec!["trip_distance".into()],
+                limit: Some(0),
+                ..Default::default()
+            }))
+        );
         for other in [
             "SELECT count(*) FROM yellow",
-            "SELECT * FROM yellow",
-            "SELECT * FROM p90('yellow', '2024-01-01', '2024-02-01') LIMIT 5",
+            "SELECT * FROM yellow LIMIT 1.5",
+            "SELECT * FROM yellow LIMIT -1",
+            "SELECT * FROM yellow LIMIT 5 OFFSET 5",
+            "SELECT * FROM yellow LIMIT 5 WHERE tpep_pickup_datetime < '2024-01-04'",
             "SELECT trip_distance FROM p90('yellow', '2024-01-01', '2024-02-01')",
             "SELECT * FROM p90('yellow', '2024-01-01', '2024-02-01', percentile := 1)",
             "SELECT * FROM p90('yellow', ?, ?)",

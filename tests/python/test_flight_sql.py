@@ -296,6 +296,7 @@ FAST = [
     "SELECT VendorID, trip_distance, tpep_pickup_datetime FROM yellow "
     "WHERE tpep_pickup_datetime >= '2024-01-31 22:30' AND tpep_pickup_datetime < '2024-02-01 03:00'",
     "SELECT * FROM yellow WHERE tpep_pickup_datetime < '2024-01-01 06:00'",
+    "SELECT * FROM yellow",
     "SELECT count(*) FROM yellow",
     "SELECT count(*) AS trips FROM yellow",
 ]
@@ -303,6 +304,27 @@ FAST = [
 
 def all_rows(table):
     return sorted(table.to_pylist(), key=lambda r: tuple((v is None, str(v)) for v in r.values()))
+
+
+@pytest.mark.parametrize("sql,whole", [
+    ("SELECT * FROM yellow LIMIT 1000", "SELECT * FROM yellow"),
+    ("SELECT trip_distance, fare_amount FROM yellow WHERE tpep_pickup_datetime >= '2024-01-05' LIMIT 77",
+     "SELECT trip_distance, fare_amount FROM yellow WHERE tpep_pickup_datetime >= '2024-01-05'"),
+    ("SELECT * FROM p90('yellow', '2024-01-03', '2024-01-10') LIMIT 5", "SELECT * FROM p90('yellow', '2024-01-03', '2024-01-10')"),
+])
+def test_a_limit_without_order_takes_that_many_rows_of_the_answer(conn, sql, whole):
+    """Without ORDER BY, SQL leaves which rows a LIMIT keeps to the server: the segment path
+    returns exactly that many rows, each one a row of the whole answer as DuckDB computes it."""
+    import collections
+    with conn.cursor() as cur:
+        cur.execute(sql)
+        fast = cur.fetch_arrow_table()
+        cur.execute(f"SELECT * FROM ({whole}) AS in_duckdb WHERE TRUE")
+        slow = cur.fetch_arrow_table()
+    assert b"bridge.dataset" in (fast.schema.metadata or {}), "the segment path answered"
+    assert fast.num_rows == int(sql.rsplit(" ", 1)[1])
+    key = lambda r: tuple(str(v) for v in r.values())  # noqa: E731
+    assert not collections.Counter(map(key, fast.to_pylist())) - collections.Counter(map(key, slow.to_pylist()))
 
 
 @pytest.mark.parametrize("sql", FAST)
