@@ -1,22 +1,30 @@
-//! DoGet with its own gRPC codec: the answer's record batches are written straight into the
-//! buffer tonic sends (see [`Frame`]), where arrow-flight's generated service would take ready
-//! `FlightData` and copy it once more. Every other RPC goes to the generated service.
+//! DoGet served by hand, every other RPC by arrow-flight's generated service. tonic encodes a
+//! streamed response message by message into one growing buffer; a DoGet answer here goes out as
+//! [`Frame::chunks`], whose large pieces are the record batches' own buffers, so the rows are
+//! copied once, by the kernel. The gRPC framing is the protocol's: a length-prefixed `Ticket`
+//! in, length-prefixed `FlightData` out, `grpc-status` in the trailers (or, for an error before
+//! the first message, in the headers: a trailers-only response).
 
 use std::{
+    collections::VecDeque,
     convert::Infallible,
+    pin::Pin,
     sync::Arc,
     task::{Context, Poll},
 };
 
-use arrow_flight::{flight_service_server::FlightServiceServer, FlightData, Ticket};
+use arrow_flight::{flight_service_server::FlightServiceServer, Ticket};
+use bytes::{Buf, Bytes};
+use futures::StreamExt;
+use http_body::Frame as HttpFrame;
+use http_body_util::BodyExt;
+use prost::Message;
 use tonic::{
     body::Body,
-    codec::{Codec, DecodeBuf, Decoder, EncodeBuf, Encoder},
     codegen::{http, BoxFuture, Service},
-    server::{Grpc, NamedService, ServerStreamingService},
-    Request, Response, Status,
+    server::NamedService,
+    Code, Request, Status,
 };
-use tonic_prost::ProstCodec;
 
 use super::{frame::Frame, BridgeFlight};
 use crate::observe::BoxStream;
@@ -58,65 +66,91 @@ impl Service<http::Request<Body>> for Direct {
         if req.uri().path() != DO_GET {
             return Box::pin(self.generated.call(req));
         }
-        let (method, max) = (DoGet(self.flight.clone()), self.max_message_bytes);
+        let (flight, max) = (self.flight.clone(), self.max_message_bytes);
         Box::pin(async move {
-            let mut grpc = Grpc::new(FrameCodec).apply_max_message_size_config(Some(max), Some(max));
-            Ok(grpc.server_streaming(method, req).await)
+            let answer = async {
+                let ticket = read_ticket(req, max).await?;
+                flight.do_get_frames(ticket).await
+            };
+            Ok(match answer.await {
+                Ok(response) => respond(response),
+                Err(status) => status.into_http(),
+            })
         })
     }
 }
 
-struct DoGet(Arc<BridgeFlight>);
-
-impl ServerStreamingService<Ticket> for DoGet {
-    type Response = Frame;
-    type ResponseStream = BoxStream<Frame>;
-    type Future = BoxFuture<Response<Self::ResponseStream>, Status>;
-
-    fn call(&mut self, req: Request<Ticket>) -> Self::Future {
-        let flight = self.0.clone();
-        Box::pin(async move { flight.do_get_frames(req).await })
+/// The request's one length-prefixed, uncompressed `Ticket`, with its metadata and extensions.
+async fn read_ticket(req: http::Request<Body>, max: usize) -> Result<Request<Ticket>, Status> {
+    let (parts, body) = req.into_parts();
+    let body = body.collect().await.map_err(|e| Status::internal(format!("reading the request: {e}")))?;
+    let mut bytes = body.to_bytes();
+    if bytes.len() < 5 {
+        return Err(Status::internal("Missing request message."));
     }
+    if bytes.get_u8() != 0 {
+        return Err(Status::unimplemented("compressed requests are not supported"));
+    }
+    let len = bytes.get_u32() as usize;
+    if len > max {
+        return Err(Status::resource_exhausted(format!("the request is {len} bytes, over {max}")));
+    }
+    if bytes.len() != len {
+        return Err(Status::internal("the request's length prefix does not match its body"));
+    }
+    let ticket = Ticket::decode(bytes).map_err(|e| Status::internal(format!("decoding the ticket: {e}")))?;
+    Ok(Request::from_http(http::Request::from_parts(parts, ticket)))
 }
 
-/// Tickets in (protobuf), frames out.
-#[derive(Debug, Clone, Copy, Default)]
-struct FrameCodec;
-
-impl Codec for FrameCodec {
-    type Encode = Frame;
-    type Decode = Ticket;
-    type Encoder = FrameEncoder;
-    type Decoder = TicketDecoder;
-
-    fn encoder(&mut self) -> FrameEncoder {
-        FrameEncoder
-    }
-
-    fn decoder(&mut self) -> TicketDecoder {
-        TicketDecoder(ProstCodec::<FlightData, Ticket>::default().decoder())
-    }
+fn respond(response: tonic::Response<BoxStream<Frame>>) -> http::Response<Body> {
+    let (metadata, frames, extensions) = response.into_parts();
+    let mut http = http::Response::new(Body::new(Answer { frames, pending: VecDeque::new(), done: false }));
+    *http.headers_mut() = metadata.into_headers();
+    http.headers_mut().insert(http::header::CONTENT_TYPE, http::HeaderValue::from_static("application/grpc"));
+    *http.extensions_mut() = extensions;
+    http
 }
 
-#[derive(Debug)]
-struct FrameEncoder;
+/// A DoGet answer as an HTTP/2 body: each frame's chunks, then the `grpc-status` trailers.
+struct Answer {
+    frames: BoxStream<Frame>,
+    pending: VecDeque<Bytes>,
+    done: bool,
+}
 
-impl Encoder for FrameEncoder {
-    type Item = Frame;
+impl http_body::Body for Answer {
+    type Data = Bytes;
     type Error = Status;
 
-    fn encode(&mut self, item: Frame, dst: &mut EncodeBuf<'_>) -> Result<(), Status> {
-        item.write(dst)
+    fn poll_frame(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Option<Result<HttpFrame<Bytes>, Status>>> {
+        loop {
+            if let Some(chunk) = self.pending.pop_front() {
+                return Poll::Ready(Some(Ok(HttpFrame::data(chunk))));
+            }
+            if self.done {
+                return Poll::Ready(None);
+            }
+            let status = match std::task::ready!(self.frames.poll_next_unpin(cx)) {
+                Some(Ok(frame)) => match frame.chunks() {
+                    Ok(chunks) => {
+                        self.pending.extend(chunks);
+                        continue;
+                    }
+                    Err(status) => status,
+                },
+                Some(Err(status)) => status,
+                None => Status::new(Code::Ok, ""),
+            };
+            self.done = true;
+            let mut trailers = http::HeaderMap::new();
+            if status.add_header(&mut trailers).is_err() {
+                Status::internal("the error could not be encoded").add_header(&mut trailers).ok();
+            }
+            return Poll::Ready(Some(Ok(HttpFrame::trailers(trailers))));
+        }
     }
-}
 
-struct TicketDecoder(<ProstCodec<FlightData, Ticket> as Codec>::Decoder);
-
-impl Decoder for TicketDecoder {
-    type Item = Ticket;
-    type Error = Status;
-
-    fn decode(&mut self, src: &mut DecodeBuf<'_>) -> Result<Option<Ticket>, Status> {
-        self.0.decode(src)
+    fn is_end_stream(&self) -> bool {
+        self.done && self.pending.is_empty()
     }
 }
