@@ -287,15 +287,15 @@ mod tests {
                 Arc::new(BooleanArray::from_iter((0..n).map(|i| (i % 11 != 0).then_some(i % 2 == 0)))),
             ],
         )
-        .unwrap()
+        .expect("a valid batch")
     }
 
     /// The gRPC message's chunks joined, its prefix checked and stripped, decoded.
     fn decode(frame: Frame) -> FlightData {
-        let joined: Vec<u8> = frame.chunks().unwrap().iter().flat_map(|c| c.to_vec()).collect();
+        let joined: Vec<u8> = frame.chunks().expect("chunks").iter().flat_map(|c| c.to_vec()).collect();
         assert_eq!(joined[0], 0, "not compressed");
-        assert_eq!(u32::from_be_bytes(joined[1..5].try_into().unwrap()) as usize, joined.len() - 5);
-        FlightData::decode(&joined[5..]).unwrap()
+        assert_eq!(u32::from_be_bytes(joined[1..5].try_into().expect("four bytes")) as usize, joined.len() - 5);
+        FlightData::decode(&joined[5..]).expect("a FlightData message")
     }
 
     /// Written directly, read back with arrow-flight's reader: equal to the batch, for slices
@@ -305,13 +305,13 @@ mod tests {
         let whole = batch();
         let options = IpcWriteOptions::default();
         let schema_data = FlightData::from(SchemaAsIpc::new(&whole.schema(), &options));
-        let message = arrow::ipc::root_as_message(&schema_data.data_header[..]).unwrap();
-        let schema = Arc::new(fb_to_schema(message.header_as_schema().unwrap()));
+        let message = arrow::ipc::root_as_message(&schema_data.data_header[..]).expect("a schema message");
+        let schema = Arc::new(fb_to_schema(message.header_as_schema().expect("a schema header")));
         for (offset, len) in [(0, 1000), (3, 500), (8, 64), (13, 1), (999, 1), (0, 0)] {
             let slice = whole.slice(offset, len);
             let data = decode(Frame::Batches(vec![slice.clone()]));
             assert_eq!(data.data_body.len(), Frame::Batches(vec![slice.clone()]).body_len());
-            let back = flight_data_to_arrow_batch(&data, schema.clone(), &Default::default()).unwrap();
+            let back = flight_data_to_arrow_batch(&data, schema.clone(), &Default::default()).expect("a record batch");
             assert_eq!(back, slice, "slice at {offset}, {len} rows");
         }
     }
@@ -323,9 +323,9 @@ mod tests {
         let schema = whole.schema();
         for cuts in [vec![(0, 1000)], vec![(3, 500), (600, 13)], vec![(0, 8), (8, 64), (77, 1), (900, 100)]] {
             let pieces: Vec<RecordBatch> = cuts.iter().map(|(o, n)| whole.slice(*o, *n)).collect();
-            let want = concat_batches(&schema, &pieces).unwrap();
+            let want = concat_batches(&schema, &pieces).expect("one schema");
             let data = decode(Frame::Batches(pieces));
-            let back = flight_data_to_arrow_batch(&data, schema.clone(), &Default::default()).unwrap();
+            let back = flight_data_to_arrow_batch(&data, schema.clone(), &Default::default()).expect("a record batch");
             assert_eq!(back, want, "pieces {cuts:?}");
         }
     }
