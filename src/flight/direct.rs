@@ -83,7 +83,14 @@ impl Service<http::Request<Body>> for Direct {
 /// The request's one length-prefixed, uncompressed `Ticket`, with its metadata and extensions.
 async fn read_ticket(req: http::Request<Body>, max: usize) -> Result<Request<Ticket>, Status> {
     let (parts, body) = req.into_parts();
-    let body = body.collect().await.map_err(|e| Status::internal(format!("reading the request: {e}")))?;
+    // Read no more than one message's worth: a client may not make the server buffer more.
+    let body =
+        http_body_util::Limited::new(body, max + 5).collect().await.map_err(|e| match e
+            .is::<http_body_util::LengthLimitError>()
+        {
+            true => Status::resource_exhausted(format!("the request is over {max} bytes")),
+            false => Status::cancelled(format!("reading the request: {e}")),
+        })?;
     let mut bytes = body.to_bytes();
     if bytes.len() < 5 {
         return Err(Status::internal("Missing request message."));

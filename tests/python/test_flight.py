@@ -249,3 +249,22 @@ def test_unknown_wire_headers_values_are_refused(bridge):
     for header in [(b"bridge-ipc-compression", b"brotli"), (b"bridge-max-message-bytes", b"100GB")]:
         with pytest.raises(pa.ArrowInvalid, match="bridge-"):
             bridge.client.do_get(ticket, flight.FlightCallOptions(headers=[header])).read_all()
+
+
+def test_do_get_refuses_malformed_and_oversized_requests(bridge):
+    """DoGet reads its request itself: a body that is not a Ticket is an error, a body over the
+    64 MiB message limit is RESOURCE_EXHAUSTED, and a good ticket still works on the same channel
+    (a raw gRPC client, so the bytes are exactly what is sent)."""
+    import grpc
+    with grpc.insecure_channel(bridge.addr) as channel:
+        do_get = channel.unary_stream("/arrow.flight.protocol.FlightService/DoGet",
+                                      request_serializer=lambda b: b, response_deserializer=lambda b: b)
+        with pytest.raises(grpc.RpcError) as err:
+            list(do_get(b"\xff\xff\xff", timeout=30))
+        assert err.value.code() == grpc.StatusCode.INTERNAL and "ticket" in err.value.details()
+        with pytest.raises(grpc.RpcError) as err:
+            list(do_get(b"\x0a" + b"\x80\x80\x80\x22" + b"x" * (68 << 20), timeout=60))
+        assert err.value.code() == grpc.StatusCode.RESOURCE_EXHAUSTED, err.value.details()
+        ticket = json.dumps({"query": "p90", "dataset": "yellow", "output": "summary"}).encode()
+        messages = list(do_get(b"\x0a" + bytes([len(ticket)]) + ticket, timeout=30))
+        assert len(messages) >= 2  # the schema, then the summary row
