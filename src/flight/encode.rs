@@ -57,8 +57,6 @@ fn coalesced(
     let size = move |b: &RecordBatch| -> Result<usize, Status> {
         b.columns().iter().map(|c| c.to_data().get_slice_memory_size().map_err(internal)).sum()
     };
-    // Held batches, never empty.
-    let flush = |held: &mut Vec<RecordBatch>| -> Result<Vec<RecordBatch>, Status> { Ok(std::mem::take(held)) };
     let state = (Box::pin(batches), Vec::new(), 0usize, false);
     futures::stream::unfold(state, move |(mut batches, mut held, mut bytes, done)| async move {
         if done {
@@ -69,14 +67,14 @@ fn coalesced(
                 Some(Ok(b)) => b,
                 Some(Err(e)) => return Some((Err(e), (batches, held, bytes, true))),
                 None if held.is_empty() => return None,
-                None => return Some((flush(&mut held), (batches, held, 0, true))),
+                None => return Some((Ok(std::mem::take(&mut held)), (batches, held, 0, true))),
             };
             let n = match size(&b) {
                 Ok(n) => n,
                 Err(e) => return Some((Err(e), (batches, held, bytes, true))),
             };
             if bytes + n > max && !held.is_empty() {
-                let out = flush(&mut held);
+                let out = Ok(std::mem::take(&mut held));
                 held.push(b);
                 return Some((out, (batches, held, n, false)));
             }
