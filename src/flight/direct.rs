@@ -138,13 +138,10 @@ impl http_body::Body for Answer {
                 return Poll::Ready(None);
             }
             let status = match std::task::ready!(self.frames.poll_next_unpin(cx)) {
-                Some(Ok(frame)) => match frame.chunks() {
-                    Ok(chunks) => {
-                        self.pending.extend(chunks);
-                        continue;
-                    }
-                    Err(status) => status,
-                },
+                Some(Ok(frame)) => {
+                    self.pending.extend(frame.chunks());
+                    continue;
+                }
                 Some(Err(status)) => status,
                 None => Status::new(Code::Ok, ""),
             };

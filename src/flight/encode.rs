@@ -142,7 +142,7 @@ fn whole(
     let body = batches.map(move |held| {
         let held = held?;
         if direct {
-            return Ok(Frame::Batches(held));
+            return Frame::batches(held);
         }
         let b = match held.as_slice() {
             [one] => one.clone(),

@@ -33,44 +33,48 @@ use crate::error::Error;
 #[derive(Debug)]
 pub enum Frame {
     Data(FlightData),
-    /// Rows to send as one uncompressed IPC record batch (no dictionaries): one batch or several
-    /// of one schema, joined as they are written (a client that accepts larger messages).
-    Batches(Vec<RecordBatch>),
+    /// Rows laid out as one uncompressed IPC record batch on their own buffers (see
+    /// [`Frame::batches`]).
+    Laid(Layout),
 }
 
 impl Frame {
+    /// One or more batches of one schema (no dictionaries) as one message, joined as they are
+    /// written, and laid out once, here. Types [`Layout`] does not know are encoded by arrow-ipc.
+    pub fn batches(batches: Vec<RecordBatch>) -> Result<Frame, Status> {
+        match Layout::of(&batches) {
+            Some(layout) => Ok(Frame::Laid(layout)),
+            None => Ok(Frame::Data(ipc_encode(&batches)?)),
+        }
+    }
+
     /// The message's body bytes (what byte caps and `bridge_bytes_sent_total` count).
     pub fn body_len(&self) -> usize {
         match self {
             Frame::Data(d) => d.data_body.len(),
-            Frame::Batches(b) => {
-                Layout::of(b).map_or_else(|| b.iter().map(RecordBatch::get_array_memory_size).sum(), |l| l.body_len)
-            }
+            Frame::Laid(l) => l.body_len,
         }
     }
 
     /// As Flight data, for the paths that need it whole (the `FlightService` trait, HTTP).
-    pub fn into_data(self) -> Result<FlightData, Status> {
+    pub fn into_data(self) -> FlightData {
         match self {
-            Frame::Data(d) => Ok(d),
-            Frame::Batches(b) => ipc_encode(&b),
+            Frame::Data(d) => d,
+            Frame::Laid(l) => l.into_data(),
         }
     }
 
     /// The message as a gRPC length-prefixed protobuf `FlightData`, in pieces to send one after
     /// another: the large buffers of a batch are the batch's own memory, not copies.
-    pub fn chunks(self) -> Result<Vec<Bytes>, Status> {
+    pub fn chunks(self) -> Vec<Bytes> {
         let data = match self {
             Frame::Data(d) => d,
-            Frame::Batches(b) => match Layout::of(&b) {
-                Some(layout) => return Ok(layout.chunks()),
-                None => ipc_encode(&b)?,
-            },
+            Frame::Laid(layout) => return layout.chunks(),
         };
         let mut out = BytesMut::with_capacity(GRPC_PREFIX + data.encoded_len());
         grpc_prefix(&mut out, data.encoded_len());
         data.encode_raw(&mut out);
-        Ok(vec![out.freeze()])
+        vec![out.freeze()]
     }
 }
 
@@ -121,7 +125,8 @@ const DATA_BODY: u32 = 1000;
 
 /// Batches as one IPC record batch message: the flatbuffer header and the body's buffers, each
 /// made of pieces (one per batch) written one after the other.
-struct Layout {
+#[derive(Debug)]
+pub struct Layout {
     header: Vec<u8>,
     buffers: Vec<Vec<Buffer>>,
     body_len: usize,
@@ -147,6 +152,17 @@ impl Layout {
         }
         let header = header(rows, &nodes, &specs, offset);
         Some(Layout { header, buffers, body_len: offset })
+    }
+
+    /// The message as Flight data, its body copied together.
+    fn into_data(self) -> FlightData {
+        let mut body = Vec::with_capacity(self.body_len);
+        for pieces in &self.buffers {
+            let len = pieces.iter().map(Buffer::len).sum::<usize>();
+            pieces.iter().for_each(|p| body.extend_from_slice(p.as_slice()));
+            body.resize(body.len() + len.next_multiple_of(ALIGN) - len, 0);
+        }
+        FlightData { data_header: self.header.into(), data_body: body.into(), ..Default::default() }
     }
 
     /// The gRPC message `FlightData { data_header, data_body }`, the body's large buffers shared.
@@ -292,7 +308,7 @@ mod tests {
 
     /// The gRPC message's chunks joined, its prefix checked and stripped, decoded.
     fn decode(frame: Frame) -> FlightData {
-        let joined: Vec<u8> = frame.chunks().expect("chunks").iter().flat_map(|c| c.to_vec()).collect();
+        let joined: Vec<u8> = frame.chunks().iter().flat_map(|c| c.to_vec()).collect();
         assert_eq!(joined[0], 0, "not compressed");
         assert_eq!(u32::from_be_bytes(joined[1..5].try_into().expect("four bytes")) as usize, joined.len() - 5);
         FlightData::decode(&joined[5..]).expect("a FlightData message")
@@ -309,8 +325,13 @@ mod tests {
         let schema = Arc::new(fb_to_schema(message.header_as_schema().expect("a schema header")));
         for (offset, len) in [(0, 1000), (3, 500), (8, 64), (13, 1), (999, 1), (0, 0)] {
             let slice = whole.slice(offset, len);
-            let data = decode(Frame::Batches(vec![slice.clone()]));
-            assert_eq!(data.data_body.len(), Frame::Batches(vec![slice.clone()]).body_len());
+            let frame = Frame::batches(vec![slice.clone()]).expect("laid out");
+            assert!(matches!(frame, Frame::Laid(_)));
+            let whole = Frame::batches(vec![slice.clone()]).expect("laid out").into_data();
+            assert_eq!(whole, decode(Frame::batches(vec![slice.clone()]).expect("laid out")), "into_data = chunks");
+            let body_len = frame.body_len();
+            let data = decode(frame);
+            assert_eq!(data.data_body.len(), body_len);
             let back = flight_data_to_arrow_batch(&data, schema.clone(), &Default::default()).expect("a record batch");
             assert_eq!(back, slice, "slice at {offset}, {len} rows");
         }
@@ -324,7 +345,7 @@ mod tests {
         for cuts in [vec![(0, 1000)], vec![(3, 500), (600, 13)], vec![(0, 8), (8, 64), (77, 1), (900, 100)]] {
             let pieces: Vec<RecordBatch> = cuts.iter().map(|(o, n)| whole.slice(*o, *n)).collect();
             let want = concat_batches(&schema, &pieces).expect("one schema");
-            let data = decode(Frame::Batches(pieces));
+            let data = decode(Frame::batches(pieces).expect("laid out"));
             let back = flight_data_to_arrow_batch(&data, schema.clone(), &Default::default()).expect("a record batch");
             assert_eq!(back, want, "pieces {cuts:?}");
         }

@@ -135,7 +135,7 @@ impl FlightService for BridgeFlight {
     async fn do_get(&self, req: Request<Ticket>) -> Result<Response<Self::DoGetStream>, Status> {
         use futures::StreamExt;
         let frames = self.do_get_frames(req).await?;
-        Ok(frames.map(|s| s.map(|r| r.and_then(frame::Frame::into_data)).boxed()))
+        Ok(frames.map(|s| s.map(|r| r.map(frame::Frame::into_data)).boxed()))
     }
 
     async fn do_put(&self, req: Request<Streaming<FlightData>>) -> Result<Response<Self::DoPutStream>, Status> {

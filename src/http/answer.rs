@@ -65,7 +65,7 @@ pub async fn answer(http: &HttpState, ticket: Ticket, format: Format, caller: Ca
     let body: BoxStream<Bytes> = match format {
         Format::Arrow => {
             let frames = encode(query, Wire::default(), rows, slot, bounds.deadline, never);
-            arrow_stream(frames.map(|f| f.and_then(Frame::into_data))).boxed()
+            arrow_stream(frames.map(|f| f.map(Frame::into_data))).boxed()
         }
         Format::Csv => csv_stream(guarded(query.batches, rows, slot, bounds.deadline, never)).boxed(),
         Format::Json => {

@@ -306,6 +306,18 @@ def all_rows(table):
     return sorted(table.to_pylist(), key=lambda r: tuple((v is None, str(v)) for v in r.values()))
 
 
+def fast_and_duckdb(conn, sql, whole):
+    """`sql` as sent (the segment path when rewritten), and `whole` wrapped so that DuckDB runs it."""
+    with conn.cursor() as cur:
+        cur.execute(sql)
+        fast = cur.fetch_arrow_table()
+        cur.execute(f"SELECT * FROM ({whole}) AS in_duckdb WHERE TRUE")
+        slow = cur.fetch_arrow_table()
+    assert b"bridge.dataset" in (fast.schema.metadata or {}), "the segment path answered"
+    assert b"bridge.dataset" not in (slow.schema.metadata or {}), "DuckDB answered"
+    return fast, slow
+
+
 @pytest.mark.parametrize("sql,whole", [
     ("SELECT * FROM yellow LIMIT 1000", "SELECT * FROM yellow"),
     ("SELECT trip_distance, fare_amount FROM yellow WHERE tpep_pickup_datetime >= '2024-01-05' LIMIT 77",
@@ -316,12 +328,7 @@ def test_a_limit_without_order_takes_that_many_rows_of_the_answer(conn, sql, who
     """Without ORDER BY, SQL leaves which rows a LIMIT keeps to the server: the segment path
     returns exactly that many rows, each one a row of the whole answer as DuckDB computes it."""
     import collections
-    with conn.cursor() as cur:
-        cur.execute(sql)
-        fast = cur.fetch_arrow_table()
-        cur.execute(f"SELECT * FROM ({whole}) AS in_duckdb WHERE TRUE")
-        slow = cur.fetch_arrow_table()
-    assert b"bridge.dataset" in (fast.schema.metadata or {}), "the segment path answered"
+    fast, slow = fast_and_duckdb(conn, sql, whole)
     assert fast.num_rows == int(sql.rsplit(" ", 1)[1])
     key = lambda r: tuple(str(v) for v in r.values())  # noqa: E731
     assert not collections.Counter(map(key, fast.to_pylist())) - collections.Counter(map(key, slow.to_pylist()))
@@ -331,13 +338,7 @@ def test_a_limit_without_order_takes_that_many_rows_of_the_answer(conn, sql, who
 def test_sql_the_segments_answer_returns_what_duckdb_returns(conn, files, sql):
     """The statement runs as its ticket (its answer carries the ticket's metadata); the same
     statement wrapped so that it is not rewritten runs in DuckDB: same schema, same rows."""
-    with conn.cursor() as cur:
-        cur.execute(sql)
-        fast = cur.fetch_arrow_table()
-        cur.execute(f"SELECT * FROM ({sql}) AS in_duckdb WHERE TRUE")
-        slow = cur.fetch_arrow_table()
-    assert b"bridge.dataset" in (fast.schema.metadata or {}), "the segment path answered"
-    assert b"bridge.dataset" not in (slow.schema.metadata or {}), "DuckDB answered"
+    fast, slow = fast_and_duckdb(conn, sql, sql)
     assert fast.num_rows > 0
     assert [(f.name, f.type) for f in fast.schema] == [(f.name, f.type) for f in slow.schema]
     assert all_rows(fast) == all_rows(slow)
