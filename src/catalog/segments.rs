@@ -26,7 +26,7 @@ const TLC: [&str; 3] = ["tpep_pickup_datetime", "tpep_dropoff_datetime", "trip_d
 
 /// The segment layout's version: a new layout gets new names, so old segments are rebuilt (and
 /// then pruned) instead of misread.
-const LAYOUT: &str = "segment-v3";
+const LAYOUT: &str = "segment-v4";
 
 /// The segment name of one version of one file at one location.
 pub fn segment_name(url: &str, dataset: &str, key: &str, etag: &str) -> String {
@@ -39,13 +39,34 @@ pub fn dir(cache_dir: &Path) -> PathBuf {
     cache_dir.join("segments")
 }
 
-/// The build query for one file's rows: as the dataset names them, and for taxi-shaped files in
-/// segment order with the default rule's outlier flag.
-fn build_sql(local: &Path, columns: &[Mapped]) -> String {
+/// Whether the columns make the file taxi-shaped.
+fn is_taxi(columns: &[Mapped]) -> bool {
+    TLC.iter().all(|c| columns.iter().any(|col| col.name == *c))
+}
+
+/// The quantile of `trip_distance` that splits a taxi file's days into their top tier and the
+/// rest (see [`crate::segment`]): about a quarter of the rows are above it.
+const TOP_QUANTILE: f64 = 0.75;
+
+/// The distance above which a taxi file's rows go to their day's top tier: DuckDB's approximate
+/// quantile over the file's distances alone (it reads only that column). None when the file has
+/// no distance.
+fn top_split(conn: &duckdb::Connection, local: &Path, columns: &[Mapped]) -> Result<Option<f64>> {
     let rows = engine::file_select(local, columns);
-    if !TLC.iter().all(|c| columns.iter().any(|col| col.name == *c)) {
+    let sql = format!("SELECT approx_quantile(CAST(trip_distance AS DOUBLE), {TOP_QUANTILE}) FROM ({rows})");
+    Ok(conn.query_row(&sql, [], |r| r.get::<_, Option<f64>>(0))?)
+}
+
+/// The build query for one file's rows: as the dataset names them, and for taxi-shaped files in
+/// segment order with the default rule's outlier flag and the top-tier flag (rows above `split`,
+/// and every outlier).
+fn build_sql(local: &Path, columns: &[Mapped], split: Option<f64>) -> String {
+    let rows = engine::file_select(local, columns);
+    if !is_taxi(columns) {
         return rows;
     }
+    // `{:?}` prints a float DuckDB parses back exactly (`1.0`, `1e300`).
+    let split = split.filter(|s| s.is_finite()).map_or("NULL".to_string(), |s| format!("{s:?}"));
     let reason = rule::DEFAULT.reason_sql("_bridge_hours", "_bridge_mph", "CAST(trip_distance AS DOUBLE)");
     format!(
         "WITH f AS ({rows}),
@@ -55,12 +76,15 @@ fn build_sql(local: &Path, columns: &[Mapped]) -> String {
                     / CAST({us} AS DOUBLE) AS _bridge_hours
            FROM f),
          b AS (SELECT *, CASE WHEN _bridge_hours > 0 THEN CAST(trip_distance AS DOUBLE) / _bridge_hours END AS _bridge_mph
-               FROM a)
-         SELECT * EXCLUDE (_bridge_hours, _bridge_mph), ({reason}) IS NOT NULL AS {flag}
-         FROM b
-         ORDER BY CAST(tpep_pickup_datetime AS DATE) NULLS LAST, {flag} DESC, trip_distance DESC NULLS LAST",
+               FROM a),
+         c AS (SELECT * EXCLUDE (_bridge_hours, _bridge_mph), ({reason}) IS NOT NULL AS {flag} FROM b)
+         SELECT *, {flag} OR coalesce(CAST(trip_distance AS DOUBLE) > {split}, false) AS {top}
+         FROM c
+         ORDER BY CAST(tpep_pickup_datetime AS DATE) NULLS LAST, {top} DESC,
+                  date_trunc('hour', tpep_pickup_datetime) NULLS LAST, {flag} DESC, trip_distance DESC NULLS LAST",
         us = rule::US_PER_HOUR as i64,
         flag = engine::quote_ident(segment::OUTLIER_COLUMN),
+        top = engine::quote_ident(segment::TOP_COLUMN),
     )
 }
 
@@ -75,9 +99,13 @@ pub fn build(
     columns: &[Mapped],
 ) -> std::result::Result<Arc<Segment>, IngestOutcome> {
     let conn = engine.connect().map_err(|e| IngestOutcome::Retry(e.to_string()))?;
+    let split = match is_taxi(columns) {
+        true => top_split(&conn, local, columns).map_err(|e| IngestOutcome::failed(&e.to_string()))?,
+        false => None,
+    };
     let built = engine::fold_batches(
         &conn,
-        &build_sql(local, columns),
+        &build_sql(local, columns, split),
         &[],
         |schema| segment::Builder::new(schema, dir, name)?.spawn(),
         |b, batch| b.push(batch),

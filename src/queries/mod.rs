@@ -3,6 +3,7 @@
 //! in DuckDB inside one transaction.
 
 pub mod fast;
+pub mod gather;
 pub mod guard;
 pub mod macros;
 pub mod native;

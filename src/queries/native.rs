@@ -99,6 +99,33 @@ impl Emitter {
         Ok(self.remaining > 0)
     }
 
+    /// Rows per message: what [`Emitter::push_merged`] takes at most.
+    pub fn message_rows(&self) -> usize {
+        self.message_rows
+    }
+
+    /// Sends a batch the job merged itself (at most [`Emitter::message_rows`]) as one message,
+    /// without copying it again: rows held before it go first, on their own. Returns false when
+    /// no more rows are wanted.
+    pub fn push_merged(&mut self, batch: RecordBatch) -> Result<bool> {
+        let rows = batch.num_rows();
+        if rows > self.message_rows || rows as u64 > self.remaining {
+            return self.push(batch);
+        }
+        let Some(c) = self.coalescer.as_mut() else { return Err(Error::internal("rows pushed before the schema")) };
+        if self.tx.is_closed() {
+            return Ok(false);
+        }
+        if c.get_buffered_rows() > 0 {
+            c.finish_buffered_batch()?;
+            if !self.drain() {
+                return Ok(false);
+            }
+        }
+        self.remaining -= rows as u64;
+        Ok(self.send(batch) && self.remaining > 0)
+    }
+
     /// Sends the completed batches; false when the client is gone.
     fn drain(&mut self) -> bool {
         while let Some(b) = self.coalescer.as_mut().and_then(BatchCoalescer::next_completed_batch) {

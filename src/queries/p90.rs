@@ -16,6 +16,7 @@ use arrow::{
 };
 
 use super::{
+    gather::Gather,
     manifest_metadata,
     native::{Emitter, Job},
     quantile::{count_above, quantile_cont, sort_descending, Ranks, Run},
@@ -178,19 +179,57 @@ pub fn compute(
 }
 
 /// Reads the rows of `takes` into `target`, pushing them to `emit` until it wants no more.
+///
+/// Whole prefixes are gathered straight from the decoded row groups into message-sized batches
+/// (one copy); a partly covered group's rows are filtered and merged by the emitter.
 pub fn emit_takes(maps: &[Mapped<'_>], takes: &[Take], target: &Arc<Schema>, emit: &mut Emitter) -> Result<()> {
     let mut aligners: HashMap<usize, Aligner> = HashMap::new();
+    let (mut gather, limit) = (Gather::default(), emit.message_rows());
+    // The segment the gathered rows come from, and the row group of the last span.
+    let (mut gathering, mut last): (Option<usize>, Option<usize>) = (None, None);
+    let flush = |gather: &mut Gather, aligner: &Aligner, emit: &mut Emitter| match gather.take()? {
+        Some(rows) => emit.push_merged(aligner.apply(&rows)?),
+        None => Ok(true),
+    };
     for t in takes {
         let seg = &maps[t.segment];
         let group = &seg.groups()[t.group];
-        let aligner = aligners.entry(t.segment).or_insert_with(|| Aligner::new(seg.schema(), target.clone()));
-        for batch in read_masked(seg, group, t.rows, t.mask.as_ref(), (None, true)) {
-            if !emit.push(aligner.apply(&batch?)?)? {
+        aligners.entry(t.segment).or_insert_with(|| Aligner::new(seg.schema(), target.clone()));
+        if let Some(s) = gathering.filter(|s| *s != t.segment) {
+            if !flush(&mut gather, &aligners[&s], emit)? {
                 return Ok(());
+            }
+            last = None;
+        }
+        let aligner = &aligners[&t.segment];
+        if let Some(mask) = &t.mask {
+            for batch in read_masked(seg, group, t.rows, Some(mask), (None, true)) {
+                if !emit.push(aligner.apply(&batch?)?)? {
+                    return Ok(());
+                }
+            }
+            continue;
+        }
+        gathering = Some(t.segment);
+        for span in seg.read_spans(group, (0, t.rows), None, true) {
+            let (rg, batch, mut from, to) = span?;
+            while from < to {
+                let n = (to - from).min(limit - gather.rows());
+                gather.add(&batch, from, n, last == Some(rg));
+                (last, from) = (Some(rg), from + n);
+                if gather.rows() >= limit {
+                    if !flush(&mut gather, aligner, emit)? {
+                        return Ok(());
+                    }
+                    last = None;
+                }
             }
         }
     }
-    Ok(())
+    match gathering {
+        Some(s) => flush(&mut gather, &aligners[&s], emit).map(|_| ()),
+        None => Ok(()),
+    }
 }
 
 /// Adds the threshold and counts to the schema metadata.

@@ -75,7 +75,17 @@ impl<'a> Run<'a> {
 
     /// Elements greater than `v`.
     fn above(&self, v: f64) -> u64 {
-        let i = self.values.partition_point(|x| *x > v);
+        self.counted_before(self.values.partition_point(|x| *x > v))
+    }
+
+    /// How many of `values[window]` are greater than `v`, plus the window's start: the index of
+    /// the first value not above `v`, when it is known to lie in `window`.
+    fn index_above(&self, v: f64, (a, b): (usize, usize)) -> usize {
+        a + self.values[a..b].partition_point(|x| *x > v)
+    }
+
+    /// Elements among the first `i` values.
+    fn counted_before(&self, i: usize) -> u64 {
         if let Some(m) = self.mask {
             return m.count(i);
         }
@@ -158,24 +168,62 @@ fn from_key(k: u64) -> f64 {
 /// The value of 0-based rank `rank` in ascending order: the least value `v` with more than
 /// `rank` elements `<= v`, found by bisection over the order keys (the union's values lie within
 /// those of the runs added).
+///
+/// Each run keeps the window of its values where the bisection's bounds fall, so every step
+/// searches a narrower slice: a day of hour groups is a hundred runs, and most of them are
+/// settled after a few steps.
 fn nth_smallest(runs: &[Run], rank: u64) -> f64 {
     let n = count(runs);
-    let count_le = |v: f64| n - count_above(runs, v);
     let (mut lo, mut hi) = (u64::MAX, 0u64);
     for r in runs.iter().filter(|r| !r.minus && !r.values.is_empty()) {
         hi = hi.max(order_key(r.values[0]));
         lo = lo.min(order_key(r.values[r.values.len() - 1]));
     }
+    // Per run: the first value not above `hi` and the first not above `lo` bound every search,
+    // so the values between the bounds are `values[window]`.
+    let mut windows: Vec<(usize, usize)> = runs.iter().map(|r| (0, r.values.len())).collect();
+    let mut at: Vec<usize> = vec![0; runs.len()];
+    // Whether more than `rank` elements are <= the value of key `k` (updating `at`).
+    let reaches = |k: u64, windows: &[(usize, usize)], at: &mut [usize]| {
+        let v = from_key(k);
+        let mut above = 0i64;
+        for ((r, w), i) in runs.iter().zip(windows).zip(at.iter_mut()) {
+            *i = r.index_above(v, *w);
+            above += r.signed(r.counted_before(*i));
+        }
+        n - (above.max(0) as u64) > rank
+    };
     while lo < hi {
+        // Few values left between the bounds: the answer is one of them (the count changes only
+        // at values of the runs added), so bisect over those instead of over the key space.
+        let left: usize = runs.iter().zip(&windows).filter(|(r, _)| !r.minus).map(|(_, w)| w.1 - w.0).sum();
+        if left <= FEW_LEFT {
+            let mut keys: Vec<u64> = runs
+                .iter()
+                .zip(&windows)
+                .filter(|(r, _)| !r.minus)
+                .flat_map(|(r, w)| r.values[w.0..w.1].iter().map(|v| order_key(*v)))
+                .filter(|k| (lo..=hi).contains(k))
+                .collect();
+            keys.sort_unstable();
+            keys.dedup();
+            let first = keys.partition_point(|k| !reaches(*k, &windows, &mut at));
+            return from_key(keys.get(first).copied().unwrap_or(hi));
+        }
         let mid = lo + (hi - lo) / 2;
-        if count_le(from_key(mid)) > rank {
+        if reaches(mid, &windows, &mut at) {
             hi = mid;
+            windows.iter_mut().zip(&at).for_each(|(w, i)| w.0 = *i);
         } else {
             lo = mid + 1;
+            windows.iter_mut().zip(&at).for_each(|(w, i)| w.1 = *i);
         }
     }
     from_key(lo)
 }
+
+/// How few values between the bisection's bounds end it (see [`nth_smallest`]).
+const FEW_LEFT: usize = 256;
 
 #[cfg(test)]
 mod tests {
@@ -189,12 +237,17 @@ mod tests {
     }
 
     fn runs(seed: u64) -> Vec<Vec<f64>> {
+        sized_runs(seed, 7, 37)
+    }
+
+    /// `count` sorted runs, run `i` of `i * step + 1` values, and two special ones.
+    fn sized_runs(seed: u64, count: usize, step: usize) -> Vec<Vec<f64>> {
         let mut seed = seed;
         let mut next = || {
             seed = seed.wrapping_mul(6364136223846793005).wrapping_add(1442695040888963407);
             ((seed >> 33) % 10_000) as f64 / 100.0 - 20.0
         };
-        let mut runs: Vec<Vec<f64>> = (0..7).map(|i| (0..(i * 37 + 1)).map(|_| next()).collect()).collect();
+        let mut runs: Vec<Vec<f64>> = (0..count).map(|i| (0..(i * step + 1)).map(|_| next()).collect()).collect();
         runs.push(vec![0.0, -0.0, 0.0]);
         runs.push(Vec::new());
         for r in &mut runs {
@@ -213,6 +266,32 @@ mod tests {
         }
         assert_eq!(quantile_cont(&[], 0.9), None);
         assert_eq!(quantile_cont(&[Run::plain(&[3.5])], 0.9), Some(3.5));
+    }
+
+    /// A day of hour groups is a hundred runs of thousands of values: the bisection narrows each
+    /// run's window over many steps before few values are left.
+    #[test]
+    fn quantile_over_many_long_runs_matches_sorting() {
+        let runs = sized_runs(31, 100, 53);
+        let all: Vec<f64> = runs.iter().flatten().copied().collect();
+        let histogram = Histogram::of(&all);
+        let mask: Vec<bool> = (0..runs[99].len()).map(|i| i % 5 != 1).collect();
+        let ranks = Ranks::new(&BooleanBuffer::from(mask.clone()));
+        // Everything but run 40, and run 99 masked instead of whole.
+        let mut mixed = vec![Run::counted(&histogram), Run::minus(&runs[40]), Run::minus(&runs[99])];
+        mixed.push(Run::masked(&runs[99], &ranks));
+        let kept: Vec<f64> = runs
+            .iter()
+            .enumerate()
+            .filter(|(i, _)| ![40, 99].contains(i))
+            .flat_map(|(_, r)| r.clone())
+            .chain(runs[99].iter().zip(&mask).filter(|(_, m)| **m).map(|(v, _)| *v))
+            .collect();
+        let plain: Vec<Run> = runs.iter().map(|r| Run::plain(r)).collect();
+        for q in [0.0001, 0.1, 0.5, 0.75, 0.9, 0.999, 0.9999] {
+            assert_eq!(quantile_cont(&plain, q), Some(sorted_quantile(all.clone(), q)), "q={q}");
+            assert_eq!(quantile_cont(&mixed, q), Some(sorted_quantile(kept.clone(), q)), "q={q}");
+        }
     }
 
     #[test]

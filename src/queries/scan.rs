@@ -54,16 +54,34 @@ pub fn plan(s: Scan, catalog: &Catalog) -> Result<Job> {
                 None => aligner.apply(&batch),
                 Some(_) => Aligner::new(&batch.schema(), target.clone()).apply(&batch),
             };
-            for g in seg.groups() {
-                let cover = g.cover(from, to);
-                if cover == Cover::None {
+            // Runs of whole groups are read as one span of rows (whole row groups, as decoded);
+            // a partly covered group through its in-range mask.
+            let mut whole: Option<(u64, u64)> = None;
+            let groups = seg.groups().iter().map(Some).chain([None]);
+            for g in groups {
+                let cover = g.map_or(Cover::None, |g| g.cover(from, to));
+                if let (Cover::Full, Some(g), Some((_, end))) = (cover, g, whole.as_mut()) {
+                    *end = g.start + g.rows;
                     continue;
                 }
-                let inside =
-                    (cover == Cover::Partial).then(|| pickup_mask(seg, g, g.rows as usize, from, to)).transpose()?;
-                for batch in read_masked(seg, g, g.rows as usize, inside.as_ref(), (columns, keep)) {
-                    if !emit.push(align(batch?)?)? {
-                        return Ok(());
+                if let Some(rows) = whole.take() {
+                    for batch in seg.read_rows(rows, columns, keep) {
+                        if !emit.push(align(batch?)?)? {
+                            return Ok(());
+                        }
+                    }
+                }
+                let Some(g) = g else { break };
+                match cover {
+                    Cover::None => {}
+                    Cover::Full => whole = Some((g.start, g.start + g.rows)),
+                    Cover::Partial => {
+                        let inside = pickup_mask(seg, g, g.rows as usize, from, to)?;
+                        for batch in read_masked(seg, g, g.rows as usize, Some(&inside), (columns, keep)) {
+                            if !emit.push(align(batch?)?)? {
+                                return Ok(());
+                            }
+                        }
                     }
                 }
             }

@@ -93,7 +93,7 @@ fn days(snap: &Snapshot, range: &Range) -> Option<Days> {
             if g.cover(from, to) == Cover::None {
                 continue;
             }
-            let files = out.entry(g.day?).or_default();
+            let files = out.entry(g.day()?).or_default();
             match files.last_mut() {
                 Some((f, rows)) if *f == i => *rows += g.rows,
                 _ => files.push((i, g.rows)),

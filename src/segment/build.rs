@@ -23,20 +23,29 @@ use parquet::{
     },
 };
 
-use super::{histogram::Counter, paths, Group, Segment, CHUNK_ROWS, DAY_US, DISTANCE, INDEX_KEY, PICKUP, SHARED_ROWS};
+use super::{
+    histogram::Counter, paths, Group, Segment, CHUNK_ROWS, DAY_US, DISTANCE, HOUR_US, INDEX_KEY, PICKUP, SHARED_ROWS,
+};
 use crate::error::{Error, Result};
 
 /// The flag column the build query adds to taxi rows: the row breaks the default physics rule.
 /// It becomes the groups' `outlier` class and is not stored as a column.
 pub const OUTLIER_COLUMN: &str = "_bridge_outlier";
+/// The flag column the build query adds to taxi rows: the row belongs to its day's top tier
+/// (see the module docs). It becomes the groups' `top` and is not stored as a column.
+pub const TOP_COLUMN: &str = "_bridge_top";
 
-/// Writes segment `name` in `dir`. Taxi rows (those carrying [`OUTLIER_COLUMN`]) must be pushed
-/// in segment order: by pickup date, outlier first, distance descending NULLs last (the pipeline's
-/// build query produces them so). Other rows are stored as they come, with no groups and no keys.
+/// What a taxi row's group is: pickup hour (hours since the epoch), top tier, outlier.
+type Key = (Option<i64>, bool, bool);
+
+/// Writes segment `name` in `dir`. Taxi rows (those carrying [`OUTLIER_COLUMN`] and
+/// [`TOP_COLUMN`]) must be pushed in segment order: by pickup date, top tier first, pickup hour,
+/// outlier first, distance descending NULLs last (the pipeline's build query produces them so).
+/// Other rows are stored as they come, with no groups and no keys.
 pub struct Builder {
     writer: Writer,
-    /// Taxi rows: the columns to store and the flag's index.
-    taxi: Option<(Vec<usize>, usize)>,
+    /// Taxi rows: the columns to store and the two flags' indexes.
+    taxi: Option<(Vec<usize>, usize, usize)>,
     dir: PathBuf,
     name: String,
     tmp: (PathBuf, PathBuf),
@@ -48,12 +57,15 @@ impl Builder {
         std::fs::create_dir_all(dir).map_err(Error::internal)?;
         let (data_path, keys_path) = paths(dir, name);
         let tmp = (data_path.with_extension("parquet.part"), keys_path.with_extension("keys.part"));
-        let taxi = full
-            .index_of(OUTLIER_COLUMN)
-            .ok()
-            .map(|flag| ((0..full.fields().len()).filter(|&i| i != flag).collect::<Vec<usize>>(), flag));
+        let taxi = match (full.index_of(OUTLIER_COLUMN), full.index_of(TOP_COLUMN)) {
+            (Ok(flag), Ok(top)) => {
+                let keep = (0..full.fields().len()).filter(|&i| i != flag && i != top).collect::<Vec<usize>>();
+                Some((keep, flag, top))
+            }
+            _ => None,
+        };
         let schema = match &taxi {
-            Some((keep, _)) => Arc::new(full.project(keep)?),
+            Some((keep, _, _)) => Arc::new(full.project(keep)?),
             None => full,
         };
         let props = WriterProperties::builder()
@@ -75,9 +87,8 @@ impl Builder {
             parquet: ArrowWriter::try_new(data, schema.clone(), Some(props))?,
             keys,
             row: 0,
-            written: 0,
-            batches: 0,
             groups: Vec::new(),
+            run: None,
             counter: Counter::default(),
             coalescer: BatchCoalescer::new(schema, CHUNK_ROWS),
         };
@@ -86,17 +97,18 @@ impl Builder {
 
     /// Appends the next rows.
     pub fn push(&mut self, batch: RecordBatch) -> Result<()> {
-        let Some((keep, flag)) = &self.taxi else {
+        let Some((keep, flag, top)) = &self.taxi else {
             self.writer.coalescer.push_batch(batch)?;
             return self.writer.drain();
         };
-        let flags = batch.column(*flag).as_boolean().clone();
+        let (flags, tops) = (batch.column(*flag).as_boolean().clone(), batch.column(*top).as_boolean().clone());
         let batch = batch.project(keep)?;
         let pickups = micros(&batch, PICKUP)?;
         let mut start = 0;
-        let key_of = |i: usize| {
-            let day = pickups.is_valid(i).then(|| pickups.value(i).div_euclid(DAY_US));
-            (day, flags.is_valid(i) && flags.value(i))
+        let set = |b: &arrow::array::BooleanArray, i: usize| b.is_valid(i) && b.value(i);
+        let key_of = |i: usize| -> Key {
+            let hour = pickups.is_valid(i).then(|| pickups.value(i).div_euclid(HOUR_US));
+            (hour, set(&tops, i), set(&flags, i))
         };
         for i in 1..=batch.num_rows() {
             if i == batch.num_rows() || key_of(i) != key_of(start) {
@@ -203,10 +215,9 @@ struct Writer {
     /// Taxi segments: the distance of every row, in row order (NULL = NaN).
     keys: Option<BufWriter<File>>,
     row: u64,
-    /// Rows in finished row groups (the rest wait in the coalescer).
-    written: u64,
-    batches: u32,
     groups: Vec<Group>,
+    /// The open run (pickup day, top tier) and its rows so far.
+    run: Option<((Option<i64>, bool), u64)>,
     coalescer: BatchCoalescer,
     /// Taxi segments: the distances counted by value.
     counter: Counter,
@@ -214,21 +225,20 @@ struct Writer {
 
 impl Writer {
     /// Appends taxi rows that all belong to group `key`.
-    fn push(&mut self, key: (Option<i64>, bool), rows: RecordBatch) -> Result<()> {
-        if self.groups.last().is_none_or(|g| (g.day, g.outlier) != key) {
-            // A small group shares its row group with the next (see the module docs).
-            if self.groups.last().is_some_and(|g| g.rows >= SHARED_ROWS) {
-                self.flush()?;
+    fn push(&mut self, (hour, top, outlier): Key, rows: RecordBatch) -> Result<()> {
+        if self.groups.last().is_none_or(|g| (g.hour, g.top, g.outlier) != (hour, top, outlier)) {
+            let run = (hour.map(|h| h.div_euclid(DAY_US / HOUR_US)), top);
+            if self.run.is_none_or(|(r, _)| r != run) {
+                // A small run shares its row group with the next (see the module docs).
+                if self.run.is_some_and(|(_, n)| n >= SHARED_ROWS) {
+                    self.flush()?;
+                }
+                self.run = Some((run, 0));
             }
-            self.groups.push(Group {
-                day: key.0,
-                outlier: key.1,
-                start: self.row,
-                rows: 0,
-                with_distance: 0,
-                first_batch: self.batches,
-                offset: (self.row - self.written) as u32,
-            });
+            self.groups.push(Group { hour, top, outlier, start: self.row, rows: 0, with_distance: 0 });
+        }
+        if let Some((_, n)) = &mut self.run {
+            *n += rows.num_rows() as u64;
         }
         let distance =
             rows.column_by_name(DISTANCE).ok_or_else(|| Error::internal("segment rows lack trip_distance"))?;
@@ -253,10 +263,8 @@ impl Writer {
     /// group `i` of the Parquet file.
     fn drain(&mut self) -> Result<()> {
         while let Some(b) = self.coalescer.next_completed_batch() {
-            self.written += b.num_rows() as u64;
             self.parquet.write(&b)?;
             self.parquet.flush()?;
-            self.batches += 1;
         }
         Ok(())
     }

@@ -3,18 +3,22 @@
 //! A segment is written once at ingest, under a temporary name, and renamed into place:
 //!
 //! * `<name>.parquet` — the file's rows as the dataset names them, LZ4-compressed. DuckDB reads
-//!   these files for SQL (the dataset's view lists them). For taxi-shaped files the rows are
-//!   grouped by pickup day and by the default physics rule (outliers first), each group sorted by
-//!   `trip_distance` descending (NULLs last) and cut into row groups of at most [`CHUNK_ROWS`].
-//!   A group of at least [`SHARED_ROWS`] rows ends its row group; smaller ones (stray days, a
-//!   small day's outliers) share a row group with the groups after them, since every column
-//!   chunk read sets up its own decompressor (with ZSTD, half the CPU of a scan of small groups).
-//!   Within a group, every row group but the last is full. The group index rides in the footer's
-//!   key-value metadata.
+//!   these files for SQL (the dataset's view lists them). For taxi-shaped files the rows of each
+//!   pickup day are in two *tiers*: the top one holds the day's outliers (by the default physics
+//!   rule) and the trips longer than the file's 75th percentile of `trip_distance`, the other the
+//!   rest. Within a tier the rows are grouped by pickup hour and by outlier class (outliers
+//!   first), each group sorted by `trip_distance` descending (NULLs last). So a range that starts
+//!   and ends on the hour covers whole groups and filters no row, and the trips above a
+//!   percentile of a day or more (almost always above the file's 75th) are prefixes of top-tier
+//!   groups, which sit together in a quarter of the day's row groups: those are what the tickets
+//!   decode and keep. Row groups hold at most [`CHUNK_ROWS`] rows; a (day, tier) run of at least
+//!   [`SHARED_ROWS`] rows ends its row group, smaller ones (stray days) share a row group with
+//!   the runs after them, since every column chunk read sets up its own decompressor. The group
+//!   index rides in the footer's key-value metadata.
 //! * `<name>.keys` (taxi files only) — every row's `trip_distance` as a little-endian f64 (NULL =
 //!   NaN), in the same order: mapped, never decoded.
 //!
-//! So the trips above a threshold on a day are a *prefix* of that day's two groups, the default
+//! So the trips above a threshold in an hour are a *prefix* of that hour's groups, the default
 //! outliers are whole groups, and a threshold needs only the mapped distances of the range. The
 //! tickets decode only the row groups they return (recently decoded ones are kept, up to
 //! [`DECODED_CACHE_BYTES`]); pickup and dropoff times are decoded on their own, for the groups a
@@ -46,7 +50,7 @@ use parquet::arrow::{
 };
 use serde::{Deserialize, Serialize};
 
-pub use build::{Background, Builder, OUTLIER_COLUMN};
+pub use build::{Background, Builder, OUTLIER_COLUMN, TOP_COLUMN};
 pub use histogram::Histogram;
 pub use tier::{Pinned, Rebuild, Slot, Tier, Usage};
 
@@ -59,6 +63,8 @@ pub const CHUNK_ROWS: usize = 12288;
 pub const SHARED_ROWS: u64 = 1024;
 /// Microseconds per day.
 pub const DAY_US: i64 = 86_400_000_000;
+/// Microseconds per hour.
+pub const HOUR_US: i64 = 3_600_000_000;
 /// Decoded row groups kept for the next query, by their Arrow memory size, unless
 /// [`set_decoded_cache_bytes`] says otherwise.
 pub const DECODED_CACHE_BYTES: u64 = 256 << 20;
@@ -100,11 +106,14 @@ static DECODED: LazyLock<moka::sync::Cache<(u64, u32, u8), RecordBatch>> = LazyL
 });
 static NEXT_ID: AtomicU64 = AtomicU64::new(0);
 
-/// A run of rows with one pickup day and one default-rule class, sorted by distance descending.
+/// A run of rows with one pickup hour, tier and default-rule class, sorted by distance
+/// descending.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Group {
-    /// Days since 1970-01-01 of the pickup; None for rows without a pickup time.
-    pub day: Option<i64>,
+    /// Hours since 1970-01-01T00:00 of the pickup; None for rows without a pickup time.
+    pub hour: Option<i64>,
+    /// Whether these rows are in their day's top tier.
+    pub top: bool,
     /// Whether these rows break the default physics rule.
     pub outlier: bool,
     /// First row (in the segment's row order).
@@ -112,21 +121,21 @@ pub struct Group {
     pub rows: u64,
     /// Rows with a non-NULL distance: they come first.
     pub with_distance: u64,
-    /// The row group holding the group's first row.
-    pub first_batch: u32,
-    /// Rows of that row group before the group's first row (smaller groups before it share it).
-    #[serde(default)]
-    pub offset: u32,
 }
 
 impl Group {
+    /// The pickup day (days since 1970-01-01).
+    pub fn day(&self) -> Option<i64> {
+        self.hour.map(|h| h.div_euclid(DAY_US / HOUR_US))
+    }
+
     /// How much of this group a pickup range `[from, to)` (µs) covers.
     pub fn cover(&self, from: Option<i64>, to: Option<i64>) -> Cover {
-        let Some(day) = self.day else {
+        let Some(hour) = self.hour else {
             // NULL pickups satisfy no bound, and are in only an unbounded range.
             return if from.is_none() && to.is_none() { Cover::Full } else { Cover::None };
         };
-        let (lo, hi) = (day * DAY_US, (day + 1) * DAY_US);
+        let (lo, hi) = (hour * HOUR_US, (hour + 1) * HOUR_US);
         let (f, t) = (from.unwrap_or(i64::MIN), to.unwrap_or(i64::MAX));
         if hi <= f || lo >= t {
             Cover::None
@@ -183,6 +192,8 @@ pub struct Segment {
     rows: u64,
     bytes: u64,
     groups: Vec<Group>,
+    /// The first row of each row group, and then the row count.
+    row_starts: Vec<u64>,
     schema: SchemaRef,
     /// The keys file mapped, once: every query shares the mapping (and its page tables).
     mapped: std::sync::OnceLock<Buffer>,
@@ -270,7 +281,8 @@ impl Mapped<'_> {
     /// Pickup times of the first `n` rows of `g` as microsecond arrays, one per row group, as
     /// decoded (no copy).
     pub fn pickup_arrays(&self, g: &Group, n: usize) -> Result<Vec<arrow::array::TimestampMicrosecondArray>> {
-        spans(g, 0, n)
+        self.segment
+            .spans(g.start, g.start + n.min(g.rows as usize) as u64)
             .map(|(rg, from, to)| {
                 let batch = self.decode(rg, Some(&[PICKUP]), true)?;
                 let us = build::micros(&batch, PICKUP)?;
@@ -301,7 +313,7 @@ impl Mapped<'_> {
 
     fn times(&self, column: &str, g: &Group, n: usize) -> Result<Vec<i64>> {
         let mut out = Vec::with_capacity(n.min(g.rows as usize));
-        for (rg, from, to) in spans(g, 0, n) {
+        for (rg, from, to) in self.segment.spans(g.start, g.start + n.min(g.rows as usize) as u64) {
             let batch = self.decode(rg, Some(&[column]), true)?;
             let us = build::micros(&batch, column)?;
             let to = to.min(us.len());
@@ -320,22 +332,47 @@ impl Mapped<'_> {
         columns: Option<&'a [&'a str]>,
         keep: bool,
     ) -> impl Iterator<Item = Result<RecordBatch>> + 'a {
-        spans(g, lo, hi).map(move |(rg, from, to)| {
+        let end = g.start + (hi.min(g.rows as usize) as u64);
+        self.read_rows((g.start + lo as u64, end), columns, keep)
+    }
+
+    /// Rows `[lo, hi)` of the segment (in its row order; several groups), as [`Mapped::read`]
+    /// reads them: one batch per row group.
+    pub fn read_rows<'a>(
+        &'a self,
+        (lo, hi): (u64, u64),
+        columns: Option<&'a [&'a str]>,
+        keep: bool,
+    ) -> impl Iterator<Item = Result<RecordBatch>> + 'a {
+        self.row_spans((lo, hi), columns, keep)
+            .map(|span| span.map(|(_, batch, from, to)| batch.slice(from, to - from)))
+    }
+
+    /// Rows `[lo, hi)` of group `g` as [`Mapped::read`] finds them, each row group whole:
+    /// (row group, its rows decoded, the span `[from, to)` of them asked for).
+    pub fn read_spans<'a>(
+        &'a self,
+        g: &Group,
+        (lo, hi): (usize, usize),
+        columns: Option<&'a [&'a str]>,
+        keep: bool,
+    ) -> impl Iterator<Item = Result<(usize, RecordBatch, usize, usize)>> + 'a {
+        let end = g.start + (hi.min(g.rows as usize) as u64);
+        self.row_spans((g.start + lo as u64, end), columns, keep)
+    }
+
+    fn row_spans<'a>(
+        &'a self,
+        (lo, hi): (u64, u64),
+        columns: Option<&'a [&'a str]>,
+        keep: bool,
+    ) -> impl Iterator<Item = Result<(usize, RecordBatch, usize, usize)>> + 'a {
+        self.segment.spans(lo, hi).map(move |(rg, from, to)| {
             let batch = self.decode(rg, columns, keep)?;
             let to = to.min(batch.num_rows());
-            Ok(batch.slice(from, to.saturating_sub(from)))
+            Ok((rg, batch, from.min(to), to))
         })
     }
-}
-
-/// The row groups holding rows `[lo, hi)` of `g`: (row group, its rows `[from, to)`).
-fn spans(g: &Group, lo: usize, hi: usize) -> impl Iterator<Item = (usize, usize, usize)> {
-    let (offset, first) = (g.offset as usize, g.first_batch as usize);
-    let (a, z) = (offset + lo, offset + hi.min(g.rows as usize));
-    (a / CHUNK_ROWS..z.div_ceil(CHUNK_ROWS)).filter(move |_| a < z).map(move |b| {
-        let base = b * CHUNK_ROWS;
-        (first + b, a.max(base) - base, z.min(base + CHUNK_ROWS) - base)
-    })
 }
 
 impl Segment {
@@ -366,6 +403,12 @@ impl Segment {
                 (groups, Some(keys))
             }
         };
+        let row_starts = std::iter::once(0)
+            .chain(meta.metadata().row_groups().iter().scan(0u64, |n, rg| {
+                *n += rg.num_rows() as u64;
+                Some(*n)
+            }))
+            .collect();
         let id = NEXT_ID.fetch_add(1, Ordering::Relaxed);
         let (retired, schema) = (Default::default(), meta.schema().clone());
         Ok(Arc::new(Segment {
@@ -377,6 +420,7 @@ impl Segment {
             rows,
             bytes,
             groups,
+            row_starts,
             schema,
             mapped: Default::default(),
             histogram: Default::default(),
@@ -414,6 +458,15 @@ impl Segment {
     /// The schema the segment was written with (the file's columns as the dataset names them).
     pub fn schema(&self) -> &SchemaRef {
         &self.schema
+    }
+
+    /// The row groups holding the segment's rows `[a, z)`: (row group, its rows `[from, to)`).
+    fn spans(&self, a: u64, z: u64) -> impl Iterator<Item = (usize, usize, usize)> + '_ {
+        let first = self.row_starts.partition_point(|s| *s <= a).saturating_sub(1);
+        (first..self.row_starts.len() - 1).take_while(move |&rg| a < z && self.row_starts[rg] < z).map(move |rg| {
+            let base = self.row_starts[rg];
+            (rg, (a.max(base) - base) as usize, (z.min(self.row_starts[rg + 1]) - base) as usize)
+        })
     }
 
     /// The parsed footer, from the cache or read again.
@@ -501,19 +554,22 @@ impl Segment {
 mod tests {
     use super::*;
 
-    fn group(day: Option<i64>) -> Group {
-        Group { day, outlier: false, start: 0, rows: 1, with_distance: 1, first_batch: 0, offset: 0 }
+    fn group(hour: Option<i64>) -> Group {
+        Group { hour, top: false, outlier: false, start: 0, rows: 1, with_distance: 1 }
     }
 
     #[test]
     fn cover_follows_half_open_ranges() {
-        let d = 19_358; // 2023-01-01
-        let g = group(Some(d));
+        let h = 19_358 * 24 + 7; // 2023-01-01T07
+        let g = group(Some(h));
+        assert_eq!(g.day(), Some(19_358));
         assert_eq!(g.cover(None, None), Cover::Full);
-        assert_eq!(g.cover(Some(d * DAY_US), Some((d + 1) * DAY_US)), Cover::Full);
-        assert_eq!(g.cover(Some(d * DAY_US + 1), None), Cover::Partial);
-        assert_eq!(g.cover(Some((d + 1) * DAY_US), None), Cover::None);
-        assert_eq!(g.cover(None, Some(d * DAY_US)), Cover::None);
+        assert_eq!(g.cover(Some(h * HOUR_US), Some((h + 1) * HOUR_US)), Cover::Full);
+        assert_eq!(g.cover(Some((h - 30) * HOUR_US), Some((h + 30) * HOUR_US)), Cover::Full);
+        assert_eq!(g.cover(Some(h * HOUR_US + 1), None), Cover::Partial);
+        assert_eq!(g.cover(None, Some((h + 1) * HOUR_US - 1)), Cover::Partial);
+        assert_eq!(g.cover(Some((h + 1) * HOUR_US), None), Cover::None);
+        assert_eq!(g.cover(None, Some(h * HOUR_US)), Cover::None);
         assert_eq!(group(None).cover(None, None), Cover::Full);
         assert_eq!(group(None).cover(Some(0), None), Cover::None);
     }
