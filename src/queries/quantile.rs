@@ -137,7 +137,7 @@ pub fn quantile_cont(runs: &[Run], q: f64) -> Option<f64> {
     if pos == lo_rank as f64 {
         return Some(lo);
     }
-    let hi = nth_smallest(runs, lo_rank + 1);
+    let hi = next_smallest(runs, lo_rank + 1, lo);
     Some(lo + (hi - lo) * (pos - lo_rank as f64))
 }
 
@@ -170,8 +170,8 @@ fn from_key(k: u64) -> f64 {
 /// those of the runs added).
 ///
 /// Each run keeps the window of its values where the bisection's bounds fall, so every step
-/// searches a narrower slice: a day of hour groups is a hundred runs, and most of them are
-/// settled after a few steps.
+/// searches a narrower slice, and a run whose window is empty is settled: its count no longer
+/// changes. A day of hour groups is a hundred runs, most of them settled after a few steps.
 fn nth_smallest(runs: &[Run], rank: u64) -> f64 {
     let n = count(runs);
     let (mut lo, mut hi) = (u64::MAX, 0u64);
@@ -182,44 +182,83 @@ fn nth_smallest(runs: &[Run], rank: u64) -> f64 {
     // Per run: the first value not above `hi` and the first not above `lo` bound every search,
     // so the values between the bounds are `values[window]`.
     let mut windows: Vec<(usize, usize)> = runs.iter().map(|r| (0, r.values.len())).collect();
-    let mut at: Vec<usize> = vec![0; runs.len()];
-    // Whether more than `rank` elements are <= the value of key `k` (updating `at`).
-    let reaches = |k: u64, windows: &[(usize, usize)], at: &mut [usize]| {
+    let (mut active, mut settled): (Vec<(usize, usize)>, i64) = (Vec::with_capacity(runs.len()), 0);
+    for (i, r) in runs.iter().enumerate() {
+        match r.values.is_empty() {
+            true => settled += r.signed(r.counted_before(0)),
+            false => active.push((i, 0)),
+        }
+    }
+    // Whether more than `rank` elements are <= the value of key `k` (each active run's index
+    // of it goes to `active`).
+    let reaches = |k: u64, windows: &[(usize, usize)], active: &mut [(usize, usize)], settled: i64| {
         let v = from_key(k);
-        let mut above = 0i64;
-        for ((r, w), i) in runs.iter().zip(windows).zip(at.iter_mut()) {
-            *i = r.index_above(v, *w);
-            above += r.signed(r.counted_before(*i));
+        let mut above = settled;
+        for (i, at) in active.iter_mut() {
+            let r = &runs[*i];
+            *at = r.index_above(v, windows[*i]);
+            above += r.signed(r.counted_before(*at));
         }
         n - (above.max(0) as u64) > rank
     };
     while lo < hi {
         // Few values left between the bounds: the answer is one of them (the count changes only
         // at values of the runs added), so bisect over those instead of over the key space.
-        let left: usize = runs.iter().zip(&windows).filter(|(r, _)| !r.minus).map(|(_, w)| w.1 - w.0).sum();
+        let left: usize =
+            active.iter().filter(|(i, _)| !runs[*i].minus).map(|(i, _)| windows[*i].1 - windows[*i].0).sum();
         if left <= FEW_LEFT {
-            let mut keys: Vec<u64> = runs
+            let mut keys: Vec<u64> = active
                 .iter()
-                .zip(&windows)
-                .filter(|(r, _)| !r.minus)
-                .flat_map(|(r, w)| r.values[w.0..w.1].iter().map(|v| order_key(*v)))
+                .filter(|(i, _)| !runs[*i].minus)
+                .flat_map(|(i, _)| runs[*i].values[windows[*i].0..windows[*i].1].iter().map(|v| order_key(*v)))
                 .filter(|k| (lo..=hi).contains(k))
                 .collect();
             keys.sort_unstable();
             keys.dedup();
-            let first = keys.partition_point(|k| !reaches(*k, &windows, &mut at));
+            let first = keys.partition_point(|k| !reaches(*k, &windows, &mut active, settled));
             return from_key(keys.get(first).copied().unwrap_or(hi));
         }
         let mid = lo + (hi - lo) / 2;
-        if reaches(mid, &windows, &mut at) {
-            hi = mid;
-            windows.iter_mut().zip(&at).for_each(|(w, i)| w.0 = *i);
-        } else {
-            lo = mid + 1;
-            windows.iter_mut().zip(&at).for_each(|(w, i)| w.1 = *i);
+        let down = reaches(mid, &windows, &mut active, settled);
+        match down {
+            true => hi = mid,
+            false => lo = mid + 1,
         }
+        active.retain(|(i, at)| {
+            let w = &mut windows[*i];
+            match down {
+                true => w.0 = *at,
+                false => w.1 = *at,
+            }
+            let open = w.0 < w.1;
+            if !open {
+                settled += runs[*i].signed(runs[*i].counted_before(w.0));
+            }
+            open
+        });
     }
     from_key(lo)
+}
+
+/// The value of 0-based rank `rank`, knowing that of rank `rank - 1` is `below`: `below` again
+/// when more than `rank` elements are `<=` it, else the next value of the union above it.
+fn next_smallest(runs: &[Run], rank: u64, below: f64) -> f64 {
+    let n = count(runs);
+    let mut v = below;
+    while n - count_above(runs, v) <= rank {
+        // The least value of the runs added above `v` (it may be masked or taken away: then the
+        // count stays, and the next one is tried).
+        let next = runs
+            .iter()
+            .filter(|r| !r.minus)
+            .filter_map(|r| r.values[..r.values.partition_point(|x| *x > v)].last().copied())
+            .min_by(f64::total_cmp);
+        match next {
+            Some(x) => v = x,
+            None => break,
+        }
+    }
+    v
 }
 
 /// How few values between the bisection's bounds end it (see [`nth_smallest`]).
