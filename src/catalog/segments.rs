@@ -81,7 +81,8 @@ fn build_sql(local: &Path, columns: &[Mapped], split: Option<f64>) -> String {
          SELECT *, {flag} OR coalesce(CAST(trip_distance AS DOUBLE) > {split}, false) AS {top}
          FROM c
          ORDER BY CAST(tpep_pickup_datetime AS DATE) NULLS LAST, {top} DESC,
-                  date_trunc('hour', tpep_pickup_datetime) NULLS LAST, {flag} DESC, trip_distance DESC NULLS LAST",
+                  {flag} DESC, CASE WHEN NOT {flag} THEN date_trunc('hour', tpep_pickup_datetime) END NULLS FIRST,
+                  trip_distance DESC NULLS LAST",
         us = rule::US_PER_HOUR as i64,
         flag = engine::quote_ident(segment::OUTLIER_COLUMN),
         top = engine::quote_ident(segment::TOP_COLUMN),

@@ -66,7 +66,7 @@ struct Part {
 /// Pins the segments of `snap` that hold rows picked up in `range` (see [`Slot::pin`]).
 pub fn pin_range(snap: &Snapshot, range: &Range) -> Result<Vec<Pinned>> {
     let (from, to) = micros(range);
-    let inside = |s: &&Arc<Slot>| s.groups().iter().any(|g| g.cover(from, to) != Cover::None);
+    let inside = |s: &&Arc<Slot>| s.touches(from, to);
     snap.segments.iter().filter(inside).map(|s| s.pin()).collect()
 }
 
@@ -77,7 +77,7 @@ pub fn map_all(pins: &[Pinned]) -> Result<Vec<Mapped<'_>>> {
 
 /// Groups of fewer rows than this (stray days: a few trips dated far from their file's month)
 /// are taken from a histogram together, as one sorted run.
-const STRAY_ROWS: u64 = 64;
+const STRAY_ROWS: u64 = crate::segment::LARGE_ROWS;
 
 /// Computes the threshold and counts over the mapped segments, and, when `rows` is set, which
 /// rows are above it. A `given` threshold (a split answer's, computed over its whole range) is
@@ -101,32 +101,66 @@ pub fn compute(
     let (mut strays, mut strays_in): (Vec<f64>, Vec<f64>) = (Vec::new(), Vec::new());
     let mut trips_in_range = 0u64;
     for (si, seg) in maps.iter().enumerate() {
-        let covers: Vec<Cover> = seg.groups().iter().map(|g| g.cover(from, to)).collect();
+        // A segment wholly in range whose rows are not wanted is its histogram alone.
+        match seg.extent().cover(from, to) {
+            Cover::None => continue,
+            Cover::Full if !rows => {
+                histograms.push(seg.histogram());
+                trips_in_range += seg.groups().iter().map(|g| g.rows).sum::<u64>();
+                continue;
+            }
+            _ => {}
+        }
+        // Only the groups of the days the range meets can be in it, and of those, the groups of
+        // the days strictly between its first and last are whole: only the edges are looked at.
+        let (groups, days) = (seg.groups(), seg.days());
+        let (met, nulls) = days.meeting(from, to);
+        let [before, after] = days.uncovered(from, to);
+        let inner = if met.is_empty() { met.clone() } else { before.end..after.start };
+        let edges: Vec<(usize, Cover)> = (met.start..inner.start)
+            .chain(inner.end..met.end)
+            .chain(nulls)
+            .map(|gi| (gi, groups[gi].cover(from, to)))
+            .filter(|(_, c)| *c != Cover::None)
+            .collect();
         // Large groups only: small ones count together as strays either way.
-        let large = |full: bool| {
-            let groups = seg.groups().iter().zip(&covers);
-            groups.filter(|(g, c)| (**c == Cover::Full) == full && g.rows >= STRAY_ROWS).count()
-        };
-        let counted = 2 + large(false) < large(true);
+        let large = |gi: usize| groups[gi].rows >= STRAY_ROWS;
+        let full = days.large(inner.clone()) + edges.iter().filter(|(gi, c)| *c == Cover::Full && large(*gi)).count();
+        let counted = 2 * full > 2 + days.large(0..groups.len());
+        // A counted segment's histogram counts every group: what is not wholly in range is
+        // taken away (the groups the range misses, and its edges).
+        let mut visits: Vec<(usize, Cover)> = Vec::new();
         if counted {
             histograms.push(seg.histogram());
+            let missed =
+                |range: std::ops::Range<usize>| range.filter(|gi| edges.binary_search_by_key(gi, |e| e.0).is_err());
+            visits.extend(missed(0..inner.start).chain(missed(inner.end..groups.len())).map(|gi| (gi, Cover::None)));
         }
-        for ((gi, g), cover) in seg.groups().iter().enumerate().zip(covers) {
+        visits.extend(edges);
+        match counted && !rows {
+            // Counted by the histogram, and no rows wanted: only their rows are counted.
+            true => trips_in_range += days.rows(inner),
+            false => visits.extend(inner.map(|gi| (gi, Cover::Full))),
+        }
+        for (gi, cover) in visits {
+            let g = &groups[gi];
             let whole = || seg.distances(g, g.with_distance as usize);
             if counted && cover != Cover::Full {
                 match g.rows < STRAY_ROWS {
-                    true => strays.extend(whole().iter()),
+                    true => strays.extend_from_slice(seg.distance_slice(g, g.with_distance as usize)),
                     false => outside.push(whole()),
                 }
             }
             match cover {
                 Cover::None => {}
+                // Counted by the histogram, and no rows wanted.
+                Cover::Full if counted && !rows => trips_in_range += g.rows,
                 Cover::Full => {
                     trips_in_range += g.rows;
                     // Stray days of other files count together, as one sorted run.
                     let stray = !counted && g.rows < STRAY_ROWS;
                     if stray {
-                        strays_in.extend(whole().iter());
+                        strays_in.extend_from_slice(seg.distance_slice(g, g.with_distance as usize));
                     }
                     parts.push(Part { segment: si, group: gi, run: whole(), partial: None, counted: counted || stray });
                 }

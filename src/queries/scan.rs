@@ -41,7 +41,7 @@ pub fn plan(s: Scan, catalog: &Catalog) -> Result<Job> {
         let columns = (!s.columns.is_empty()).then_some(names.as_slice());
         // One segment pinned at a time: a long range never needs every file local at once.
         for slot in &snap.segments {
-            if slot.groups().iter().all(|g| g.cover(from, to) == Cover::None) {
+            if !slot.touches(from, to) {
                 continue;
             }
             let pin = slot.pin()?;
@@ -57,7 +57,7 @@ pub fn plan(s: Scan, catalog: &Catalog) -> Result<Job> {
             // Runs of whole groups are read as one span of rows (whole row groups, as decoded);
             // a partly covered group through its in-range mask.
             let mut whole: Option<(u64, u64)> = None;
-            let groups = seg.groups().iter().map(Some).chain([None]);
+            let groups = seg.meeting(from, to).map(|(_, g)| Some(g)).chain([None]);
             for g in groups {
                 let cover = g.map_or(Cover::None, |g| g.cover(from, to));
                 if let (Cover::Full, Some(g), Some((_, end))) = (cover, g, whole.as_mut()) {

@@ -130,7 +130,7 @@ pub fn digest(snap: &Snapshot, range: &Range) -> u64 {
         .segments
         .iter()
         .zip(&snap.files)
-        .filter(|(s, _)| s.groups().iter().any(|g| g.cover(from, to) != Cover::None))
+        .filter(|(s, _)| s.touches(from, to))
         .map(|(_, f)| (f.key.as_str(), f.etag.as_str()))
         .collect();
     files.sort_unstable();

@@ -24,7 +24,8 @@ use parquet::{
 };
 
 use super::{
-    histogram::Counter, paths, Group, Segment, CHUNK_ROWS, DAY_US, DISTANCE, HOUR_US, INDEX_KEY, PICKUP, SHARED_ROWS,
+    histogram::Counter, paths, Group, Segment, CHUNK_ROWS, DISTANCE, HOURS_A_DAY, HOUR_US, INDEX_KEY, PICKUP,
+    SHARED_ROWS,
 };
 use crate::error::{Error, Result};
 
@@ -35,8 +36,9 @@ pub const OUTLIER_COLUMN: &str = "_bridge_outlier";
 /// (see the module docs). It becomes the groups' `top` and is not stored as a column.
 pub const TOP_COLUMN: &str = "_bridge_top";
 
-/// What a taxi row's group is: pickup hour (hours since the epoch), top tier, outlier.
-type Key = (Option<i64>, bool, bool);
+/// What a taxi row's group is: its pickup span (first hour since the epoch, and hours: a day for
+/// outliers, else one), top tier, outlier.
+type Key = (Option<(i64, u32)>, bool, bool);
 
 /// Writes segment `name` in `dir`. Taxi rows (those carrying [`OUTLIER_COLUMN`] and
 /// [`TOP_COLUMN`]) must be pushed in segment order: by pickup date, top tier first, pickup hour,
@@ -107,8 +109,14 @@ impl Builder {
         let mut start = 0;
         let set = |b: &arrow::array::BooleanArray, i: usize| b.is_valid(i) && b.value(i);
         let key_of = |i: usize| -> Key {
+            let outlier = set(&flags, i);
             let hour = pickups.is_valid(i).then(|| pickups.value(i).div_euclid(HOUR_US));
-            (hour, set(&tops, i), set(&flags, i))
+            // A day's outliers are one group: they are few, and the outliers query reads them all.
+            let span = hour.map(|h| match outlier {
+                true => (h - h.rem_euclid(HOURS_A_DAY), HOURS_A_DAY as u32),
+                false => (h, 1),
+            });
+            (span, set(&tops, i), outlier)
         };
         for i in 1..=batch.num_rows() {
             if i == batch.num_rows() || key_of(i) != key_of(start) {
@@ -225,9 +233,10 @@ struct Writer {
 
 impl Writer {
     /// Appends taxi rows that all belong to group `key`.
-    fn push(&mut self, (hour, top, outlier): Key, rows: RecordBatch) -> Result<()> {
+    fn push(&mut self, (span, top, outlier): Key, rows: RecordBatch) -> Result<()> {
+        let hour = span.map(|(h, _)| h);
         if self.groups.last().is_none_or(|g| (g.hour, g.top, g.outlier) != (hour, top, outlier)) {
-            let run = (hour.map(|h| h.div_euclid(DAY_US / HOUR_US)), top);
+            let run = (hour.map(|h| h.div_euclid(HOURS_A_DAY)), top);
             if self.run.is_none_or(|(r, _)| r != run) {
                 // A small run shares its row group with the next (see the module docs).
                 if self.run.is_some_and(|(_, n)| n >= SHARED_ROWS) {
@@ -235,7 +244,8 @@ impl Writer {
                 }
                 self.run = Some((run, 0));
             }
-            self.groups.push(Group { hour, top, outlier, start: self.row, rows: 0, with_distance: 0 });
+            let hours = span.map_or(1, |(_, n)| n);
+            self.groups.push(Group { hour, hours, top, outlier, start: self.row, rows: 0, with_distance: 0 });
         }
         if let Some((_, n)) = &mut self.run {
             *n += rows.num_rows() as u64;

@@ -65,6 +65,7 @@ pub const SHARED_ROWS: u64 = 1024;
 pub const DAY_US: i64 = 86_400_000_000;
 /// Microseconds per hour.
 pub const HOUR_US: i64 = 3_600_000_000;
+const HOURS_A_DAY: i64 = DAY_US / HOUR_US;
 /// Decoded row groups kept for the next query, by their Arrow memory size, unless
 /// [`set_decoded_cache_bytes`] says otherwise.
 pub const DECODED_CACHE_BYTES: u64 = 256 << 20;
@@ -110,8 +111,11 @@ static NEXT_ID: AtomicU64 = AtomicU64::new(0);
 /// descending.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Group {
-    /// Hours since 1970-01-01T00:00 of the pickup; None for rows without a pickup time.
+    /// Hours since 1970-01-01T00:00 of the pickup (the first, for a day's outliers); None for
+    /// rows without a pickup time.
     pub hour: Option<i64>,
+    /// Hours the pickups span: 24 for a day's outliers, else 1.
+    pub hours: u32,
     /// Whether these rows are in their day's top tier.
     pub top: bool,
     /// Whether these rows break the default physics rule.
@@ -126,7 +130,7 @@ pub struct Group {
 impl Group {
     /// The pickup day (days since 1970-01-01).
     pub fn day(&self) -> Option<i64> {
-        self.hour.map(|h| h.div_euclid(DAY_US / HOUR_US))
+        self.hour.map(|h| h.div_euclid(HOURS_A_DAY))
     }
 
     /// How much of this group a pickup range `[from, to)` (µs) covers.
@@ -135,7 +139,7 @@ impl Group {
             // NULL pickups satisfy no bound, and are in only an unbounded range.
             return if from.is_none() && to.is_none() { Cover::Full } else { Cover::None };
         };
-        let (lo, hi) = (hour * HOUR_US, (hour + 1) * HOUR_US);
+        let (lo, hi) = (hour * HOUR_US, (hour + self.hours as i64) * HOUR_US);
         let (f, t) = (from.unwrap_or(i64::MIN), to.unwrap_or(i64::MAX));
         if hi <= f || lo >= t {
             Cover::None
@@ -152,6 +156,131 @@ pub enum Cover {
     None,
     Partial,
     Full,
+}
+
+/// Where each pickup day's groups start in a segment's group list (days ascending; the groups
+/// without a pickup time last), so a range visits only the groups of the days it meets.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct Days {
+    /// (day, index of its first group), in order.
+    starts: Vec<(i64, usize)>,
+    /// Index of the first group without a pickup time (the group count when none).
+    timed: usize,
+    groups: usize,
+    /// Rows, and groups of at least [`LARGE_ROWS`] rows, before each group (and in all).
+    rows_before: Vec<u64>,
+    large_before: Vec<u32>,
+}
+
+/// Groups of fewer rows are counted apart by the percentile (see [`Days::large`]).
+pub const LARGE_ROWS: u64 = 64;
+
+impl Days {
+    pub fn of(groups: &[Group]) -> Self {
+        let mut starts: Vec<(i64, usize)> = Vec::new();
+        for (i, g) in groups.iter().enumerate() {
+            if let Some(day) = g.day().filter(|d| starts.last().is_none_or(|(last, _)| last != d)) {
+                starts.push((day, i));
+            }
+        }
+        let timed = groups.iter().position(|g| g.hour.is_none()).unwrap_or(groups.len());
+        let (mut rows_before, mut large_before) = (vec![0u64], vec![0u32]);
+        for g in groups {
+            rows_before.push(rows_before[rows_before.len() - 1] + g.rows);
+            large_before.push(large_before[large_before.len() - 1] + (g.rows >= LARGE_ROWS) as u32);
+        }
+        Days { starts, timed, groups: groups.len(), rows_before, large_before }
+    }
+
+    /// Rows of the groups `range`.
+    pub fn rows(&self, range: std::ops::Range<usize>) -> u64 {
+        self.rows_before[range.end] - self.rows_before[range.start]
+    }
+
+    /// Groups of at least [`LARGE_ROWS`] rows among `range`.
+    pub fn large(&self, range: std::ops::Range<usize>) -> usize {
+        (self.large_before[range.end] - self.large_before[range.start]) as usize
+    }
+
+    /// The groups that may hold pickups in `[from, to)` (µs): those of the days it meets, then
+    /// (only for an unbounded range) those without a pickup time. Each may still be missed at
+    /// the hour (see [`Group::cover`]).
+    pub fn meeting(&self, from: Option<i64>, to: Option<i64>) -> (std::ops::Range<usize>, std::ops::Range<usize>) {
+        let first = from.map_or(0, |f| self.starts.partition_point(|(d, _)| *d < f.div_euclid(DAY_US)));
+        let end =
+            to.map_or(self.starts.len(), |t| self.starts.partition_point(|(d, _)| *d <= (t - 1).div_euclid(DAY_US)));
+        let index = |i: usize| self.starts.get(i).map_or(self.timed, |(_, g)| *g);
+        let nulls = match from.is_none() && to.is_none() {
+            true => self.timed..self.groups,
+            false => self.groups..self.groups,
+        };
+        (index(first)..index(end.max(first)), nulls)
+    }
+
+    /// The groups that may not be wholly in `[from, to)`: all but those of the days strictly
+    /// between the first and the last day it meets (those are whole, whatever their hours).
+    pub fn uncovered(&self, from: Option<i64>, to: Option<i64>) -> [std::ops::Range<usize>; 2] {
+        let (timed, _) = self.meeting(from, to);
+        // The group after the first day met, and the first group of the last day met.
+        let day_of = |g: usize| self.starts.partition_point(|(_, first)| *first <= g).saturating_sub(1);
+        let next_day = |g: usize| self.starts.get(day_of(g) + 1).map_or(self.timed, |(_, first)| *first);
+        if timed.is_empty() {
+            return [0..self.groups, self.groups..self.groups];
+        }
+        let inner_from = next_day(timed.start);
+        let inner_to = self.starts[day_of(timed.end - 1)].1.max(inner_from);
+        [0..inner_from, inner_to..self.groups]
+    }
+}
+
+/// The pickups a segment's groups span, to tell at once whether a range misses the segment,
+/// covers it or cuts it (a month is a few thousand groups).
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct Extent {
+    /// The first and the end hour of the groups with a pickup time.
+    hours: Option<(i64, i64)>,
+    /// Some rows have no pickup time.
+    nulls: bool,
+}
+
+impl Extent {
+    pub fn of(groups: &[Group]) -> Self {
+        let mut e = Extent::default();
+        for g in groups {
+            match g.hour {
+                None => e.nulls = true,
+                Some(h) => {
+                    let (lo, hi) = e.hours.unwrap_or((h, h));
+                    e.hours = Some((lo.min(h), hi.max(h + g.hours as i64)));
+                }
+            }
+        }
+        e
+    }
+
+    /// [`Cover::Full`] when every group is covered by `[from, to)`, [`Cover::None`] when none
+    /// is, else [`Cover::Partial`] (some groups may still be whole or missed).
+    pub fn cover(&self, from: Option<i64>, to: Option<i64>) -> Cover {
+        let timed = self.hours.map(|(lo, hi)| {
+            Group {
+                hour: Some(lo),
+                hours: (hi - lo) as u32,
+                top: false,
+                outlier: false,
+                start: 0,
+                rows: 0,
+                with_distance: 0,
+            }
+            .cover(from, to)
+        });
+        let nulls = self.nulls.then(|| if from.is_none() && to.is_none() { Cover::Full } else { Cover::None });
+        match (timed, nulls) {
+            (None, None) => Cover::None,
+            (Some(c), None) | (None, Some(c)) => c,
+            (Some(a), Some(b)) if a == b => a,
+            _ => Cover::Partial,
+        }
+    }
 }
 
 /// Which columns a decoded row group holds: all, or only the pickup or the dropoff times (the
@@ -192,6 +321,8 @@ pub struct Segment {
     rows: u64,
     bytes: u64,
     groups: Vec<Group>,
+    extent: Extent,
+    days: Days,
     /// The first row of each row group, and then the row count.
     row_starts: Vec<u64>,
     schema: SchemaRef,
@@ -252,6 +383,20 @@ impl Mapped<'_> {
         &self.segment.groups
     }
 
+    pub fn extent(&self) -> Extent {
+        self.segment.extent
+    }
+
+    pub fn days(&self) -> &Days {
+        &self.segment.days
+    }
+
+    /// Groups of the days a range meets (see [`Days::meeting`]), with their indexes.
+    pub fn meeting(&self, from: Option<i64>, to: Option<i64>) -> impl Iterator<Item = (usize, &Group)> {
+        let (timed, nulls) = self.segment.days.meeting(from, to);
+        timed.chain(nulls).map(|i| (i, &self.segment.groups[i]))
+    }
+
     pub fn schema(&self) -> &SchemaRef {
         &self.segment.schema
     }
@@ -266,6 +411,13 @@ impl Mapped<'_> {
     /// Distances (NULL = NaN) of the first `n` rows of `g`, in descending order.
     pub fn distances(&self, g: &Group, n: usize) -> ScalarBuffer<f64> {
         ScalarBuffer::new(self.keys.clone(), g.start as usize, n.min(g.rows as usize))
+    }
+
+    /// [`Mapped::distances`] borrowed: no buffer handle is made (stray groups are many and
+    /// small).
+    pub fn distance_slice(&self, g: &Group, n: usize) -> &[f64] {
+        let all: &[f64] = self.keys.typed_data();
+        &all[g.start as usize..g.start as usize + n.min(g.rows as usize)]
     }
 
     /// Pickup times (µs, NULL = `i64::MIN`) of the first `n` rows of `g`.
@@ -419,6 +571,8 @@ impl Segment {
             keys,
             rows,
             bytes,
+            extent: Extent::of(&groups),
+            days: Days::of(&groups),
             groups,
             row_starts,
             schema,
@@ -453,6 +607,14 @@ impl Segment {
 
     pub fn groups(&self) -> &[Group] {
         &self.groups
+    }
+
+    pub fn extent(&self) -> Extent {
+        self.extent
+    }
+
+    pub fn days(&self) -> &Days {
+        &self.days
     }
 
     /// The schema the segment was written with (the file's columns as the dataset names them).
@@ -555,7 +717,41 @@ mod tests {
     use super::*;
 
     fn group(hour: Option<i64>) -> Group {
-        Group { hour, top: false, outlier: false, start: 0, rows: 1, with_distance: 1 }
+        Group { hour, hours: 1, top: false, outlier: false, start: 0, rows: 1, with_distance: 1 }
+    }
+
+    #[test]
+    fn days_and_extent_find_the_groups_a_range_meets() {
+        let timed = |hour: i64, hours: u32| Group { hours, ..group(Some(hour)) };
+        // Day 10: its outliers (one group for the day), hours 1 and 5; day 12: hour 2; no pickup.
+        let groups = vec![timed(240, 24), timed(241, 1), timed(245, 1), timed(290, 1), group(None)];
+        let days = Days::of(&groups);
+        let h = |hour: i64| Some(hour * HOUR_US);
+        assert_eq!(days.meeting(None, None), (0..4, 4..5));
+        assert_eq!(days.meeting(h(264), h(312)), (3..4, 5..5));
+        assert_eq!(days.meeting(h(241).map(|t| t + 1_800_000_000), h(264)), (0..3, 5..5));
+        assert_eq!(days.meeting(h(264), h(288)), (3..3, 5..5));
+        assert_eq!(days.meeting(None, h(240)), (0..0, 5..5));
+        assert_eq!(days.meeting(h(313), None), (4..4, 5..5));
+        // From day 9 to day 13: only the edges (and the rows without a pickup) may be cut.
+        let wide = [timed(200, 1), timed(240, 24), timed(241, 1), timed(270, 1), timed(290, 1), timed(330, 1)];
+        let wide_days = Days::of(&wide);
+        assert_eq!(wide_days.uncovered(h(216), h(312)), [0..3, 4..6]);
+        assert_eq!(wide_days.uncovered(h(240), h(264)), [0..3, 3..6]);
+        assert_eq!(wide_days.uncovered(h(400), None), [0..6, 6..6]);
+        for (from, to) in [(h(216), h(312)), (h(240), h(264)), (h(0), h(250)), (None, h(291))] {
+            let [a, b] = wide_days.uncovered(from, to);
+            for (i, g) in wide.iter().enumerate().filter(|(i, _)| !a.contains(i) && !b.contains(i)) {
+                assert_eq!(g.cover(from, to), Cover::Full, "group {i} in [{from:?}, {to:?})");
+            }
+        }
+        let extent = Extent::of(&groups);
+        assert_eq!(extent.cover(None, None), Cover::Full);
+        assert_eq!(extent.cover(h(240), h(291)), Cover::Partial, "rows without a pickup are out");
+        assert_eq!(extent.cover(h(264), h(288)), Cover::Partial, "between the days: the groups say None");
+        assert_eq!(extent.cover(h(291), None), Cover::None);
+        assert_eq!(Extent::of(&groups[..4]).cover(h(240), h(291)), Cover::Full);
+        assert_eq!(Extent::of(&groups[..4]).cover(h(240), h(290)), Cover::Partial);
     }
 
     #[test]

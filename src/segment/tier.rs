@@ -16,7 +16,7 @@ use std::{
     },
 };
 
-use super::{Group, Segment};
+use super::{Cover, Days, Extent, Group, Segment};
 use crate::error::{Error, Result};
 
 /// Builds a slot's segment again from its source.
@@ -63,6 +63,8 @@ impl Tier {
             rows: segment.rows(),
             taxi: segment.is_taxi(),
             groups: segment.groups().to_vec(),
+            extent: segment.extent(),
+            days: segment.days().clone(),
             schema: segment.schema().clone(),
             anchor: AtomicBool::new(false),
             owned: AtomicBool::new(true),
@@ -154,6 +156,8 @@ pub struct Slot {
     rows: u64,
     taxi: bool,
     groups: Vec<Group>,
+    extent: Extent,
+    days: Days,
     schema: arrow::datatypes::SchemaRef,
     /// Never evicted: DuckDB reads this file to bind its dataset's view (see [`Slot::anchor`]).
     anchor: AtomicBool,
@@ -211,6 +215,23 @@ impl Slot {
     /// The group index (kept while the files are evicted, so queries pin only what they read).
     pub fn groups(&self) -> &[Group] {
         &self.groups
+    }
+
+    /// What its groups' pickups span (see [`Extent::cover`]).
+    pub fn extent(&self) -> Extent {
+        self.extent
+    }
+
+    /// Whether any of its rows was picked up in `[from, to)` (µs).
+    pub fn touches(&self, from: Option<i64>, to: Option<i64>) -> bool {
+        match self.extent.cover(from, to) {
+            Cover::None => false,
+            Cover::Full => true,
+            Cover::Partial => {
+                let (timed, nulls) = self.days.meeting(from, to);
+                timed.chain(nulls).any(|i| self.groups[i].cover(from, to) != Cover::None)
+            }
+        }
     }
 
     /// The segment with its files local, built again first if they were evicted. Blocks (a

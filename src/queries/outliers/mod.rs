@@ -147,7 +147,7 @@ struct Computed {
 /// needs every file local at once.
 fn each_segment(snap: &Snapshot, s: &Scope, mut each: impl FnMut(&Mapped<'_>, &Aligner) -> Result<bool>) -> Result<()> {
     for slot in &snap.segments {
-        if slot.groups().iter().all(|g| g.cover(s.from, s.to) == Cover::None) {
+        if !slot.touches(s.from, s.to) {
             continue;
         }
         let pin = slot.pin()?;
@@ -163,7 +163,7 @@ fn each_segment(snap: &Snapshot, s: &Scope, mut each: impl FnMut(&Mapped<'_>, &A
 fn scan(snap: &Snapshot, s: &Scope, out: &mut dyn FnMut(RecordBatch) -> Result<bool>) -> Result<()> {
     let default_rule = s.bounds == rule::DEFAULT;
     each_segment(snap, s, |seg, aligner| {
-        for g in seg.groups() {
+        for (_, g) in seg.meeting(s.from, s.to) {
             let cover = g.cover(s.from, s.to);
             if cover == Cover::None || (default_rule && !g.outlier) {
                 continue;

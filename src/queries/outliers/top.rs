@@ -56,7 +56,7 @@ pub fn segment_top(
     (col, desc, k): (&str, bool, usize),
 ) -> Result<Option<RecordBatch>> {
     let mut found = Vec::new();
-    for (gi, g) in seg.groups().iter().enumerate() {
+    for (gi, g) in seg.meeting(s.from, s.to) {
         let cover = g.cover(s.from, s.to);
         if cover == Cover::None || (default_rule && !g.outlier) {
             continue;
