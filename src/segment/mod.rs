@@ -6,9 +6,10 @@
 //!   these files for SQL (the dataset's view lists them). For taxi-shaped files the rows of each
 //!   pickup day are in two *tiers*: the top one holds the day's outliers (by the default physics
 //!   rule) and the trips longer than the file's 75th percentile of `trip_distance`, the other the
-//!   rest. Within a tier the rows are grouped by pickup hour and by outlier class (outliers
-//!   first), each group sorted by `trip_distance` descending (NULLs last). So a range that starts
-//!   and ends on the hour covers whole groups and filters no row, and the trips above a
+//!   rest. The top tier starts with the day's outliers, one group; the other rows of each tier
+//!   are grouped by pickup hour. Each group is sorted by `trip_distance` descending (NULLs last).
+//!   So a range that starts and ends on the hour covers whole hour groups and filters no row
+//!   (only the outliers of the days it cuts are masked), and the trips above a
 //!   percentile of a day or more (almost always above the file's 75th) are prefixes of top-tier
 //!   groups, which sit together in a quarter of the day's row groups: those are what the tickets
 //!   decode and keep. Row groups hold at most [`CHUNK_ROWS`] rows; a (day, tier) run of at least
