@@ -47,7 +47,18 @@ def test_list_flights_describes_datasets_and_queries(bridge, files):
     assert checked >= 3, "the examples of p90, scan and sql must be checked"
 
 
-@pytest.mark.parametrize("frm,to", [("2024-01-01", "2024-02-01"), ("2024-02-03", "2024-02-04"), (None, None)])
+@pytest.mark.parametrize(
+    "frm,to",
+    [
+        ("2024-01-01", "2024-02-01"),
+        ("2024-02-03", "2024-02-04"),
+        (None, None),
+        # From an hour to the same hour a day later: whole hour groups, the two days' outliers cut.
+        ("2024-01-05T07:00:00", "2024-01-06T07:00:00"),
+        # Odd minutes around whole days: two hours cut, the days between them whole.
+        ("2024-01-05T07:13:00", "2024-01-09T17:45:30"),
+    ],
+)
 def test_p90_matches_duckdb_reference(bridge, files, frm, to):
     ticket = {"query": "p90", "dataset": "yellow"}
     if frm:
