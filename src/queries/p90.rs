@@ -85,7 +85,7 @@ const STRAY_ROWS: u64 = crate::segment::LARGE_ROWS;
 ///
 /// A segment that holds more large groups in the range than outside it counts its
 /// distances with its histogram, less the groups outside (and the edge groups, whose rows in range
-/// are added back one by one): a year searches 12 histograms instead of 730 day groups.
+/// are added back one by one): a year searches 12 histograms instead of thousands of groups.
 pub fn compute(
     maps: &[Mapped<'_>],
     range: &Range,

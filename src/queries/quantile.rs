@@ -2,7 +2,7 @@
 //! nothing is copied or sorted. A run is a group's distances (each row once), a segment's
 //! [`Histogram`] (each distinct value with its count), or a group's distances to take away from a
 //! histogram that counted them (groups outside the range). A year's percentile then searches 12
-//! histograms and a few edge groups instead of 730 day groups' keys.
+//! histograms and a few edge groups instead of thousands of hour groups' keys.
 
 use arrow::buffer::BooleanBuffer;
 

@@ -285,7 +285,7 @@ impl Extent {
 }
 
 /// Which columns a decoded row group holds: all, or only the pickup or the dropoff times (the
-/// edge days of a range, and custom physics rules, read these alone).
+/// groups a range cuts, and custom physics rules, read these alone).
 fn column_tag(column: Option<&str>) -> u8 {
     match column {
         None => 0,
