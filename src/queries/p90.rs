@@ -79,6 +79,10 @@ pub fn map_all(pins: &[Pinned]) -> Result<Vec<Mapped<'_>>> {
 /// are taken from a histogram together, as one sorted run.
 const STRAY_ROWS: u64 = crate::segment::LARGE_ROWS;
 
+/// Whole days of this many groups or more (about two days of hour groups) count with their days'
+/// histograms when their segment's does not.
+const DAY_RUN_GROUPS: usize = 96;
+
 /// Computes the threshold and counts over the mapped segments, and, when `rows` is set, which
 /// rows are above it. A `given` threshold (a split answer's, computed over its whole range) is
 /// used instead of the range's own.
@@ -96,6 +100,8 @@ pub fn compute(
     let (from, to) = micros(range);
     let mut parts = Vec::new();
     let mut histograms = Vec::new();
+    // Whole days' histograms (see below), held while the runs borrow them.
+    let mut day_histograms = Vec::new();
     let mut outside = Vec::new();
     // Stray groups (see STRAY_ROWS) taken from histograms, and counted outside any histogram.
     let (mut strays, mut strays_in): (Vec<f64>, Vec<f64>) = (Vec::new(), Vec::new());
@@ -137,13 +143,20 @@ pub fn compute(
             visits.extend(missed(0..inner.start).chain(missed(inner.end..groups.len())).map(|gi| (gi, Cover::None)));
         }
         visits.extend(edges);
-        match counted && !rows {
-            // Counted by the histogram, and no rows wanted: only their rows are counted.
-            true => trips_in_range += days.rows(inner),
-            false => visits.extend(inner.map(|gi| (gi, Cover::Full))),
+        // Whole days of a segment the range does not mostly cover: one run a day, its histogram,
+        // instead of one a group.
+        let by_day = !counted && inner.len() >= DAY_RUN_GROUPS;
+        if by_day {
+            day_histograms.extend(days.whole_days(inner.clone()).map(|d| seg.day_histogram(d)));
+        }
+        match (counted || by_day) && !rows {
+            // Counted by a histogram, and no rows wanted: only their rows are counted.
+            true => trips_in_range += days.rows(inner.clone()),
+            false => visits.extend(inner.clone().map(|gi| (gi, Cover::Full))),
         }
         for (gi, cover) in visits {
             let g = &groups[gi];
+            let by_histogram = counted || (by_day && inner.contains(&gi));
             let whole = || seg.distances(g, g.with_distance as usize);
             if counted && cover != Cover::Full {
                 match g.rows < STRAY_ROWS {
@@ -153,16 +166,17 @@ pub fn compute(
             }
             match cover {
                 Cover::None => {}
-                // Counted by the histogram, and no rows wanted.
-                Cover::Full if counted && !rows => trips_in_range += g.rows,
+                // Counted by a histogram, and no rows wanted.
+                Cover::Full if by_histogram && !rows => trips_in_range += g.rows,
                 Cover::Full => {
                     trips_in_range += g.rows;
                     // Stray days of other files count together, as one sorted run.
-                    let stray = !counted && g.rows < STRAY_ROWS;
+                    let stray = !by_histogram && g.rows < STRAY_ROWS;
                     if stray {
                         strays_in.extend_from_slice(seg.distance_slice(g, g.with_distance as usize));
                     }
-                    parts.push(Part { segment: si, group: gi, run: whole(), partial: None, counted: counted || stray });
+                    let counted = by_histogram || stray;
+                    parts.push(Part { segment: si, group: gi, run: whole(), partial: None, counted });
                 }
                 Cover::Partial => {
                     let inside = pickup_mask(seg, g, g.rows as usize, from, to)?;
@@ -181,6 +195,7 @@ pub fn compute(
     sort_descending(&mut strays_in);
     let runs: Vec<Run> = histograms
         .into_iter()
+        .chain(day_histograms.iter().map(|h| h.as_ref()))
         .map(Run::counted)
         .chain(outside.iter().map(|r| Run::minus(r)))
         .chain([Run::minus(&strays), Run::plain(&strays_in)])

@@ -108,6 +108,18 @@ static DECODED: LazyLock<moka::sync::Cache<(u64, u32, u8), RecordBatch>> = LazyL
 });
 static NEXT_ID: AtomicU64 = AtomicU64::new(0);
 
+/// Histograms of single days' distances, by (segment id, day index in [`Days`]): a range over
+/// whole days of a segment it does not mostly cover counts each day with one run instead of its
+/// ~50 hour groups. Built on first use (a few milliseconds a day).
+static DAY_HISTOGRAMS: LazyLock<moka::sync::Cache<(u64, u32), Arc<Histogram>>> = LazyLock::new(|| {
+    moka::sync::Cache::builder()
+        .max_capacity(DAY_HISTOGRAM_BYTES)
+        .weigher(|_, h: &Arc<Histogram>| h.bytes().try_into().unwrap_or(u32::MAX))
+        .build()
+});
+/// Day histograms kept, by their memory size (a day's is tens of kilobytes).
+const DAY_HISTOGRAM_BYTES: u64 = 32 << 20;
+
 /// A run of rows with one pickup hour, tier and default-rule class, sorted by distance
 /// descending.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -216,6 +228,17 @@ impl Days {
             false => self.groups..self.groups,
         };
         (index(first)..index(end.max(first)), nulls)
+    }
+
+    /// The days (indexes) whose groups are exactly `groups`, a run of whole days.
+    pub fn whole_days(&self, groups: std::ops::Range<usize>) -> std::ops::Range<usize> {
+        let at = |g: usize| self.starts.partition_point(|(_, first)| *first < g);
+        at(groups.start)..at(groups.end)
+    }
+
+    /// The groups of day `d` (an index into the days).
+    fn day_groups(&self, d: usize) -> std::ops::Range<usize> {
+        self.starts[d].1..self.starts.get(d + 1).map_or(self.timed, |(_, first)| *first)
     }
 
     /// The groups that may not be wholly in `[from, to)`: all but those of the days strictly
@@ -390,6 +413,17 @@ impl Mapped<'_> {
 
     pub fn days(&self) -> &Days {
         &self.segment.days
+    }
+
+    /// The distances of day `d` (an index into [`Mapped::days`]) counted by value.
+    pub fn day_histogram(&self, d: usize) -> Arc<Histogram> {
+        let groups = &self.segment.groups[self.segment.days.day_groups(d)];
+        let rows = match (groups.first(), groups.last()) {
+            (Some(a), Some(z)) => a.start as usize..(z.start + z.rows) as usize,
+            _ => 0..0,
+        };
+        let keys: &[f64] = self.keys.typed_data();
+        DAY_HISTOGRAMS.get_with((self.segment.id, d as u32), || Arc::new(Histogram::of(&keys[rows])))
     }
 
     /// Groups of the days a range meets (see [`Days::meeting`]), with their indexes.
@@ -737,6 +771,10 @@ mod tests {
         // From day 9 to day 13: only the edges (and the rows without a pickup) may be cut.
         let wide = [timed(200, 1), timed(240, 24), timed(241, 1), timed(270, 1), timed(290, 1), timed(330, 1)];
         let wide_days = Days::of(&wide);
+        assert_eq!(wide_days.whole_days(1..4), 1..3, "days 10 and 11");
+        assert_eq!(wide_days.whole_days(4..6), 3..5);
+        assert_eq!(wide_days.day_groups(1), 1..3);
+        assert_eq!(wide_days.day_groups(4), 5..6);
         assert_eq!(wide_days.uncovered(h(216), h(312)), [0..3, 4..6]);
         assert_eq!(wide_days.uncovered(h(240), h(264)), [0..3, 3..6]);
         assert_eq!(wide_days.uncovered(h(400), None), [0..6, 6..6]);
