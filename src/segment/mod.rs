@@ -152,15 +152,25 @@ impl Group {
             // NULL pickups satisfy no bound, and are in only an unbounded range.
             return if from.is_none() && to.is_none() { Cover::Full } else { Cover::None };
         };
-        let (lo, hi) = (hour * HOUR_US, (hour + self.hours as i64) * HOUR_US);
-        let (f, t) = (from.unwrap_or(i64::MIN), to.unwrap_or(i64::MAX));
-        if hi <= f || lo >= t {
-            Cover::None
-        } else if f <= lo && hi <= t {
-            Cover::Full
-        } else {
-            Cover::Partial
-        }
+        hours_cover((hour, hour + self.hours as i64), from, to)
+    }
+
+    /// Its rows `[lo, hi)` (clamped to the group) as rows of the segment.
+    fn segment_rows(&self, lo: usize, hi: usize) -> (u64, u64) {
+        (self.start + lo as u64, self.start + hi.min(self.rows as usize) as u64)
+    }
+}
+
+/// How much of the hours `[first, end)` a pickup range `[from, to)` (µs) covers.
+fn hours_cover((first, end): (i64, i64), from: Option<i64>, to: Option<i64>) -> Cover {
+    let (lo, hi) = (first * HOUR_US, end * HOUR_US);
+    let (f, t) = (from.unwrap_or(i64::MIN), to.unwrap_or(i64::MAX));
+    if hi <= f || lo >= t {
+        Cover::None
+    } else if f <= lo && hi <= t {
+        Cover::Full
+    } else {
+        Cover::Partial
     }
 }
 
@@ -285,18 +295,7 @@ impl Extent {
     /// [`Cover::Full`] when every group is covered by `[from, to)`, [`Cover::None`] when none
     /// is, else [`Cover::Partial`] (some groups may still be whole or missed).
     pub fn cover(&self, from: Option<i64>, to: Option<i64>) -> Cover {
-        let timed = self.hours.map(|(lo, hi)| {
-            Group {
-                hour: Some(lo),
-                hours: (hi - lo) as u32,
-                top: false,
-                outlier: false,
-                start: 0,
-                rows: 0,
-                with_distance: 0,
-            }
-            .cover(from, to)
-        });
+        let timed = self.hours.map(|span| hours_cover(span, from, to));
         let nulls = self.nulls.then(|| if from.is_none() && to.is_none() { Cover::Full } else { Cover::None });
         match (timed, nulls) {
             (None, None) => Cover::None,
@@ -469,7 +468,7 @@ impl Mapped<'_> {
     /// decoded (no copy).
     pub fn pickup_arrays(&self, g: &Group, n: usize) -> Result<Vec<arrow::array::TimestampMicrosecondArray>> {
         self.segment
-            .spans(g.start, g.start + n.min(g.rows as usize) as u64)
+            .spans(g.segment_rows(0, n))
             .map(|(rg, from, to)| {
                 let batch = self.decode(rg, Some(&[PICKUP]), true)?;
                 let us = build::micros(&batch, PICKUP)?;
@@ -500,7 +499,7 @@ impl Mapped<'_> {
 
     fn times(&self, column: &str, g: &Group, n: usize) -> Result<Vec<i64>> {
         let mut out = Vec::with_capacity(n.min(g.rows as usize));
-        for (rg, from, to) in self.segment.spans(g.start, g.start + n.min(g.rows as usize) as u64) {
+        for (rg, from, to) in self.segment.spans(g.segment_rows(0, n)) {
             let batch = self.decode(rg, Some(&[column]), true)?;
             let us = build::micros(&batch, column)?;
             let to = to.min(us.len());
@@ -519,8 +518,7 @@ impl Mapped<'_> {
         columns: Option<&'a [&'a str]>,
         keep: bool,
     ) -> impl Iterator<Item = Result<RecordBatch>> + 'a {
-        let end = g.start + (hi.min(g.rows as usize) as u64);
-        self.read_rows((g.start + lo as u64, end), columns, keep)
+        self.read_rows(g.segment_rows(lo, hi), columns, keep)
     }
 
     /// Rows `[lo, hi)` of the segment (in its row order; several groups), as [`Mapped::read`]
@@ -544,8 +542,7 @@ impl Mapped<'_> {
         columns: Option<&'a [&'a str]>,
         keep: bool,
     ) -> impl Iterator<Item = Result<(usize, RecordBatch, usize, usize)>> + 'a {
-        let end = g.start + (hi.min(g.rows as usize) as u64);
-        self.row_spans((g.start + lo as u64, end), columns, keep)
+        self.row_spans(g.segment_rows(lo, hi), columns, keep)
     }
 
     fn row_spans<'a>(
@@ -554,7 +551,7 @@ impl Mapped<'_> {
         columns: Option<&'a [&'a str]>,
         keep: bool,
     ) -> impl Iterator<Item = Result<(usize, RecordBatch, usize, usize)>> + 'a {
-        self.segment.spans(lo, hi).map(move |(rg, from, to)| {
+        self.segment.spans((lo, hi)).map(move |(rg, from, to)| {
             let batch = self.decode(rg, columns, keep)?;
             let to = to.min(batch.num_rows());
             Ok((rg, batch, from.min(to), to))
@@ -658,7 +655,7 @@ impl Segment {
     }
 
     /// The row groups holding the segment's rows `[a, z)`: (row group, its rows `[from, to)`).
-    fn spans(&self, a: u64, z: u64) -> impl Iterator<Item = (usize, usize, usize)> + '_ {
+    fn spans(&self, (a, z): (u64, u64)) -> impl Iterator<Item = (usize, usize, usize)> + '_ {
         let first = self.row_starts.partition_point(|s| *s <= a).saturating_sub(1);
         (first..self.row_starts.len() - 1).take_while(move |&rg| a < z && self.row_starts[rg] < z).map(move |rg| {
             let base = self.row_starts[rg];
