@@ -41,8 +41,9 @@ pub const TOP_COLUMN: &str = "_bridge_top";
 type Key = (Option<(i64, u32)>, bool, bool);
 
 /// Writes segment `name` in `dir`. Taxi rows (those carrying [`OUTLIER_COLUMN`] and
-/// [`TOP_COLUMN`]) must be pushed in segment order: by pickup date, top tier first, pickup hour,
-/// outlier first, distance descending NULLs last (the pipeline's build query produces them so).
+/// [`TOP_COLUMN`]) must be pushed in segment order: by pickup date; within it the day's
+/// outliers, then the top tier's rows by pickup hour, then the other tier's by pickup hour; each
+/// group by distance descending NULLs last (the pipeline's build query produces them so).
 /// Other rows are stored as they come, with no groups and no keys.
 pub struct Builder {
     writer: Writer,
