@@ -10,6 +10,10 @@ use clap::Parser;
 use tracing::Level;
 use tracing_subscriber::{filter::Targets, layer::SubscriberExt, util::SubscriberInitExt, EnvFilter, Layer};
 
+/// jemalloc: glibc's malloc was ~10 % of the CPU under many clients (README, "Allocator").
+#[global_allocator]
+static ALLOC: tikv_jemallocator::Jemalloc = tikv_jemallocator::Jemalloc;
+
 #[tokio::main]
 async fn main() -> ExitCode {
     bridge::malloc::tune();

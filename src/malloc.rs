@@ -4,6 +4,9 @@
 //! measured, 11 % of the server's CPU on a bulk scan. Raising the mmap and trim thresholds keeps
 //! freed message buffers for reuse. The memory they hold is bounded by the messages in flight,
 //! not by the result size (`tests/python/test_memory.py` checks the bound).
+//!
+//! The binary now gives Rust's allocations to jemalloc (`src/main.rs`); these settings still
+//! govern what comes from glibc: DuckDB's C++ side, and the library used without the binary.
 
 /// Blocks below this come from the heap, not a fresh mmap.
 const MMAP_THRESHOLD: i32 = 32 << 20;
