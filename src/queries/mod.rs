@@ -20,6 +20,7 @@ pub mod sql;
 use std::collections::HashMap;
 
 use duckdb::Connection;
+use native::Place;
 
 use crate::{
     catalog::{Catalog, Snapshot},
@@ -30,8 +31,8 @@ use crate::{
 
 /// How a ticket runs.
 pub enum Plan {
-    /// Over segments, on a blocking thread.
-    Native(native::Job),
+    /// Over segments, on a blocking thread or (small jobs) here.
+    Native(native::Job, native::Place),
     /// In DuckDB.
     Sql(QueryPlan),
 }
@@ -39,14 +40,15 @@ pub enum Plan {
 /// Validates `ticket` and returns its plan.
 pub fn plan(ticket: Ticket, catalog: &Catalog) -> Result<Plan> {
     match ticket.query {
-        Some(Query::P90(p)) => p90::plan(p, catalog).map(Plan::Native),
-        Some(Query::Outliers(o)) => outliers::plan(o, catalog).map(Plan::Native),
-        Some(Query::Scan(s)) => scan::plan(s, catalog).map(Plan::Native),
+        Some(Query::P90(p)) => p90::plan(p, catalog).map(|(job, place)| Plan::Native(job, place)),
+        Some(Query::Outliers(o)) => outliers::plan(o, catalog).map(|job| Plan::Native(job, Place::Pool)),
+        Some(Query::Scan(s)) => scan::plan(s, catalog).map(|job| Plan::Native(job, Place::Pool)),
         Some(Query::Sql(s)) => {
             // SQL the segments answer runs as its ticket (see `fast`); if that ticket cannot be
             // planned, DuckDB answers (and words any error) as for any other statement.
             if let Some(count) = fast::count_star(&s.sql, catalog).filter(|_| s.parameters.is_empty()) {
-                return count.map(Plan::Native);
+                // The count is the snapshot's: no rows are read.
+                return count.map(|job| Plan::Native(job, Place::Inline));
             }
             let native = fast::rewrite(&s.sql).filter(|_| s.parameters.is_empty()).map(|t| plan(t, catalog));
             match native {
@@ -94,7 +96,7 @@ pub async fn await_min_version(ticket: &Ticket, catalog: &Catalog) -> Result<()>
 /// Starts `plan`; returns once the schema is known. With `schema_only` no rows are produced.
 pub async fn start(plan: Plan, catalog: &Catalog, batch_rows: usize, schema_only: bool) -> Result<QueryStream> {
     match plan {
-        Plan::Native(job) => native::run(job, batch_rows, schema_only).await,
+        Plan::Native(job, place) => native::run(job, place, batch_rows, schema_only).await,
         Plan::Sql(p) => catalog.engine().stream(p, batch_rows, schema_only).await,
     }
 }

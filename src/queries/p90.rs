@@ -18,7 +18,7 @@ use arrow::{
 use super::{
     gather::Gather,
     manifest_metadata,
-    native::{Emitter, Job},
+    native::{Emitter, Job, Place, INLINE_ANSWER_ROWS, INLINE_ROWS},
     quantile::{count_above, quantile_cont, sort_descending, Ranks, Run},
     range::Range,
     read::{micros, pickup_mask, project, read_masked, Aligner},
@@ -324,7 +324,8 @@ fn summary(range: &Range, percentile: f64, s: &Stats, md: HashMap<String, String
     )?)
 }
 
-pub fn plan(p: P90, catalog: &Catalog) -> Result<Job> {
+/// The job, and where it runs: inline when its range is small and on local disk.
+pub fn plan(p: P90, catalog: &Catalog) -> Result<(Job, Place)> {
     let ds = catalog.dataset(&p.dataset)?;
     let snap = ds.snapshot();
     require_tlc(&ds.name, &snap, "p90")?;
@@ -338,9 +339,15 @@ pub fn plan(p: P90, catalog: &Catalog) -> Result<Job> {
     let target = project(&ds.name, &snap, &p.columns)?;
     super::split::check(p.slice.as_ref(), &ds.name, &snap, &range)?;
     let dataset = ds.name.clone();
-    Ok(Box::new(move |emit: &mut Emitter| {
+    let answer_share = if trips { 1.0 - percentile } else { 0.0 };
+    let held = pin_small(&snap, &range, answer_share);
+    let place = if held.is_some() { Place::Inline } else { Place::Pool };
+    let job: Job = Box::new(move |emit: &mut Emitter| {
         let mut md = manifest_metadata(&dataset, &snap);
-        let pins = pin_range(&snap, &range)?;
+        let pins = match held {
+            Some(pins) => pins,
+            None => pin_range(&snap, &range)?,
+        };
         let maps = map_all(&pins)?;
         let given = p.slice.as_ref().and_then(|s| s.threshold);
         let (mut stats, takes) = compute(&maps, &range, percentile, trips, given)?;
@@ -358,5 +365,19 @@ pub fn plan(p: P90, catalog: &Catalog) -> Result<Job> {
             return Ok(());
         }
         emit_takes(&maps, &takes, &target, emit)
-    }))
+    });
+    Ok((job, place))
+}
+
+/// The segments of a small range pinned, when all are on local disk: the days the range meets
+/// hold at most [`INLINE_ROWS`] rows, and about `answer_share` of them (the trips above the
+/// percentile) at most [`INLINE_ANSWER_ROWS`]. Such a job runs inline (see [`Place::Inline`]).
+fn pin_small(snap: &Snapshot, range: &Range, answer_share: f64) -> Option<Vec<Pinned>> {
+    let (from, to) = micros(range);
+    let inside: Vec<&Arc<Slot>> = snap.segments.iter().filter(|s| s.touches(from, to)).collect();
+    let rows = inside.iter().map(|s| s.rows_meeting(from, to)).sum::<u64>();
+    if rows > INLINE_ROWS || rows as f64 * answer_share > INLINE_ANSWER_ROWS as f64 {
+        return None;
+    }
+    inside.into_iter().map(|s| s.pin_local()).collect()
 }

@@ -242,11 +242,31 @@ impl Slot {
         Ok(Pinned { segment: Some(segment), tier: self.tier.clone() })
     }
 
-    fn local(&self) -> Result<Arc<Segment>> {
+    /// The segment pinned if its files are on local disk now; None if they were evicted. Never
+    /// rebuilds, so never blocks.
+    pub fn pin_local(&self) -> Option<Pinned> {
+        self.mark_used();
+        let segment = self.local.lock().ok()?.clone()?;
+        Some(Pinned { segment: Some(segment), tier: self.tier.clone() })
+    }
+
+    /// Rows of the days `[from, to)` (µs) meets: at least the rows picked up in it.
+    pub fn rows_meeting(&self, from: Option<i64>, to: Option<i64>) -> u64 {
+        let (timed, nulls) = self.days.meeting(from, to);
+        self.days.rows(timed) + self.days.rows(nulls)
+    }
+
+    /// Marks the slot used now (the tier evicts the least recently used first).
+    fn mark_used(&self) -> Option<Arc<Tier>> {
         let tier = self.tier.upgrade();
         if let Some(t) = &tier {
             self.used.store(t.tick(), Ordering::Relaxed);
         }
+        tier
+    }
+
+    fn local(&self) -> Result<Arc<Segment>> {
+        let tier = self.mark_used();
         let mut local = self.local.lock().map_err(|_| Error::internal("segment slot poisoned"))?;
         if let Some(s) = local.as_ref() {
             return Ok(s.clone());
