@@ -19,7 +19,7 @@ use super::{
     gather::Gather,
     manifest_metadata,
     native::{Emitter, Job, Place, INLINE_ANSWER_ROWS, INLINE_ROWS},
-    quantile::{count_above, quantile_cont, sort_descending, Ranks, Run},
+    quantile::{count_above, quantile_cont, Ranks, Run},
     range::Range,
     read::{micros, pickup_mask, project, read_masked, Aligner},
     require_tlc,
@@ -103,8 +103,9 @@ pub fn compute(
     // Whole days' histograms (see below), held while the runs borrow them.
     let mut day_histograms = Vec::new();
     let mut outside = Vec::new();
-    // Stray groups (see STRAY_ROWS) taken from histograms, and counted outside any histogram.
-    let (mut strays, mut strays_in): (Vec<f64>, Vec<f64>) = (Vec::new(), Vec::new());
+    // Small groups (see STRAY_ROWS), per segment: their run masked to those taken from its
+    // histogram (`minus`) or counted outside any histogram.
+    let mut smalls: Vec<(usize, Ranks, bool)> = Vec::new();
     let mut trips_in_range = 0u64;
     for (si, seg) in maps.iter().enumerate() {
         // A segment wholly in range whose rows are not wanted is its histogram alone.
@@ -136,6 +137,8 @@ pub fn compute(
         // A counted segment's histogram counts every group: what is not wholly in range is
         // taken away (the groups the range misses, and its edges).
         let mut visits: Vec<(usize, Cover)> = Vec::new();
+        // The small groups this segment's smalls run keeps (see below).
+        let mut small = vec![false; groups.len()];
         if counted {
             histograms.push(seg.histogram());
             let missed =
@@ -158,11 +161,16 @@ pub fn compute(
             let g = &groups[gi];
             let by_histogram = counted || (by_day && inner.contains(&gi));
             let whole = || seg.distances(g, g.with_distance as usize);
-            if counted && cover != Cover::Full {
-                match g.rows < STRAY_ROWS {
-                    true => strays.extend_from_slice(seg.distance_slice(g, g.with_distance as usize)),
-                    false => outside.push(whole()),
-                }
+            // A small group counts in its segment's smalls run: taken from a counted segment's
+            // histogram unless wholly in range, or counted when wholly in range and by no
+            // histogram. A partly covered one's rows in range count as its own masked run.
+            if g.rows < STRAY_ROWS {
+                small[gi] = match counted {
+                    true => cover != Cover::Full,
+                    false => cover == Cover::Full && !by_histogram,
+                };
+            } else if counted && cover != Cover::Full {
+                outside.push(whole());
             }
             match cover {
                 Cover::None => {}
@@ -170,12 +178,7 @@ pub fn compute(
                 Cover::Full if by_histogram && !rows => trips_in_range += g.rows,
                 Cover::Full => {
                     trips_in_range += g.rows;
-                    // Stray days of other files count together, as one sorted run.
-                    let stray = !by_histogram && g.rows < STRAY_ROWS;
-                    if stray {
-                        strays_in.extend_from_slice(seg.distance_slice(g, g.with_distance as usize));
-                    }
-                    let counted = by_histogram || stray;
+                    let counted = by_histogram || g.rows < STRAY_ROWS;
                     parts.push(Part { segment: si, group: gi, run: whole(), partial: None, counted });
                 }
                 Cover::Partial => {
@@ -190,15 +193,16 @@ pub fn compute(
                 }
             }
         }
+        if small.contains(&true) {
+            smalls.push((si, Ranks::new(&seg.smalls().mask(|gi| small[gi])), counted));
+        }
     }
-    sort_descending(&mut strays);
-    sort_descending(&mut strays_in);
     let runs: Vec<Run> = histograms
         .into_iter()
         .chain(day_histograms.iter().map(|h| h.as_ref()))
         .map(Run::counted)
         .chain(outside.iter().map(|r| Run::minus(r)))
-        .chain([Run::minus(&strays), Run::plain(&strays_in)])
+        .chain(smalls.iter().map(|(si, ranks, minus)| Run::masked(maps[*si].smalls().distances(), ranks).taken(*minus)))
         .chain(parts.iter().filter(|p| !p.counted).map(|p| match &p.partial {
             None => Run::plain(&p.run),
             Some((_, _, ranks)) => Run::masked(&p.run, ranks),

@@ -73,6 +73,11 @@ impl<'a> Run<'a> {
         Run { values, cumulative: None, mask: None, minus: true }
     }
 
+    /// This run taken from the union (as [`Run::minus`]) when `minus`.
+    pub fn taken(self, minus: bool) -> Self {
+        Run { minus, ..self }
+    }
+
     /// Elements greater than `v`.
     fn above(&self, v: f64) -> u64 {
         self.counted_before(self.values.partition_point(|x| *x > v))
@@ -143,6 +148,7 @@ pub fn quantile_cont(runs: &[Run], q: f64) -> Option<f64> {
 
 /// Sorts values in descending order (as a run), by their order keys: integer sorting is several
 /// times faster than comparing doubles.
+#[cfg(test)]
 pub fn sort_descending(values: &mut [f64]) {
     let mut keys: Vec<u64> = values.iter().map(|v| !order_key(*v)).collect();
     keys.sort_unstable();

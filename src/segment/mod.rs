@@ -29,6 +29,7 @@
 
 mod build;
 mod histogram;
+mod smalls;
 mod tier;
 
 use std::{
@@ -53,6 +54,7 @@ use serde::{Deserialize, Serialize};
 
 pub use build::{Background, Builder, OUTLIER_COLUMN, TOP_COLUMN};
 pub use histogram::Histogram;
+pub use smalls::Smalls;
 pub use tier::{Pinned, Rebuild, Slot, Tier, Usage};
 
 use crate::error::{Error, Result};
@@ -353,6 +355,8 @@ pub struct Segment {
     mapped: std::sync::OnceLock<Buffer>,
     /// The distances counted by value: from the builder, or from the keys when first asked for.
     histogram: std::sync::OnceLock<Histogram>,
+    /// The small groups' distances as one run: from the keys when first asked for.
+    smalls: std::sync::OnceLock<Smalls>,
     /// Remove the files when the last handle goes.
     retired: std::sync::atomic::AtomicBool,
 }
@@ -442,16 +446,14 @@ impl Mapped<'_> {
         self.segment.histogram.get_or_init(|| Histogram::of(&keys()))
     }
 
+    /// The small groups' distances as one run (see [`Smalls`]); merged from the keys on first use.
+    pub fn smalls(&self) -> &Smalls {
+        self.segment.smalls.get_or_init(|| Smalls::of(&self.segment.groups, self.keys.typed_data()))
+    }
+
     /// Distances (NULL = NaN) of the first `n` rows of `g`, in descending order.
     pub fn distances(&self, g: &Group, n: usize) -> ScalarBuffer<f64> {
         ScalarBuffer::new(self.keys.clone(), g.start as usize, n.min(g.rows as usize))
-    }
-
-    /// [`Mapped::distances`] borrowed: no buffer handle is made (stray groups are many and
-    /// small).
-    pub fn distance_slice(&self, g: &Group, n: usize) -> &[f64] {
-        let all: &[f64] = self.keys.typed_data();
-        &all[g.start as usize..g.start as usize + n.min(g.rows as usize)]
     }
 
     /// Pickup times (µs, NULL = `i64::MIN`) of the first `n` rows of `g`.
@@ -610,6 +612,7 @@ impl Segment {
             schema,
             mapped: Default::default(),
             histogram: Default::default(),
+            smalls: Default::default(),
             retired,
         }))
     }
