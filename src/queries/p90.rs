@@ -6,7 +6,7 @@
 //! trips above it are a prefix of each group: the query reads only the rows it returns. The
 //! threshold and counts ride in the schema metadata, which reaches the client before any row.
 
-use std::{collections::HashMap, sync::Arc};
+use std::{collections::HashMap, ops::Range as Rows, sync::Arc};
 
 use arrow::{
     array::{BooleanArray, Float64Array, Int64Array, TimestampMicrosecondArray},
@@ -28,7 +28,7 @@ use crate::{
     catalog::{Catalog, Snapshot},
     error::{Error, Result},
     proto::P90,
-    segment::{Cover, Mapped, Pinned, Slot},
+    segment::{Cover, Days, Group, Mapped, Pinned, Slot},
 };
 
 /// Threshold and counts for one range.
@@ -83,6 +83,29 @@ const STRAY_ROWS: u64 = crate::segment::LARGE_ROWS;
 /// histograms when their segment's does not.
 const DAY_RUN_GROUPS: usize = 96;
 
+/// A whole day a counted segment's range misses is taken away with its day histogram when it has
+/// this many groups (a day of the file's month, not a stray day of a few trips).
+const DAY_MIN_GROUPS: usize = 24;
+
+/// The groups wholly in `[from, to)` by their days: those of the days strictly between the first
+/// and the last day the range meets (`met`), and of those two days too when the range covers
+/// every group of theirs. The other groups of the two days are the edges.
+fn whole_groups(days: &Days, groups: &[Group], met: Rows<usize>, from: Option<i64>, to: Option<i64>) -> Rows<usize> {
+    if met.is_empty() {
+        return met;
+    }
+    let [before, after] = days.uncovered(from, to);
+    let mut inner = before.end..after.start;
+    let whole = |r: Rows<usize>| r.into_iter().all(|gi| groups[gi].cover(from, to) == Cover::Full);
+    if whole(met.start..inner.start) {
+        inner.start = met.start;
+    }
+    if whole(inner.end..met.end) {
+        inner.end = met.end;
+    }
+    inner
+}
+
 /// Computes the threshold and counts over the mapped segments, and, when `rows` is set, which
 /// rows are above it. A `given` threshold (a split answer's, computed over its whole range) is
 /// used instead of the range's own.
@@ -102,6 +125,8 @@ pub fn compute(
     let mut histograms = Vec::new();
     // Whole days' histograms (see below), held while the runs borrow them.
     let mut day_histograms = Vec::new();
+    // Days a counted segment's histogram counts and the range misses, taken away.
+    let mut missed_days = Vec::new();
     let mut outside = Vec::new();
     // Small groups (see STRAY_ROWS), per segment: their run masked to those taken from its
     // histogram (`minus`) or counted outside any histogram.
@@ -122,11 +147,10 @@ pub fn compute(
         // the days strictly between its first and last are whole: only the edges are looked at.
         let (groups, days) = (seg.groups(), seg.days());
         let (met, nulls) = days.meeting(from, to);
-        let [before, after] = days.uncovered(from, to);
-        let inner = if met.is_empty() { met.clone() } else { before.end..after.start };
+        let inner = whole_groups(days, groups, met.clone(), from, to);
         let edges: Vec<(usize, Cover)> = (met.start..inner.start)
             .chain(inner.end..met.end)
-            .chain(nulls)
+            .chain(nulls.clone())
             .map(|gi| (gi, groups[gi].cover(from, to)))
             .filter(|(_, c)| *c != Cover::None)
             .collect();
@@ -141,9 +165,20 @@ pub fn compute(
         let mut small = vec![false; groups.len()];
         if counted {
             histograms.push(seg.histogram());
-            let missed =
-                |range: std::ops::Range<usize>| range.filter(|gi| edges.binary_search_by_key(gi, |e| e.0).is_err());
-            visits.extend(missed(0..inner.start).chain(missed(inner.end..groups.len())).map(|gi| (gi, Cover::None)));
+            // Whole days the range misses are taken away with their day histograms (stray days
+            // of a few groups one group at a time); then the edge days' missed groups, and the
+            // groups without a pickup time.
+            for d in days.whole_days(0..met.start).chain(days.whole_days(met.end..groups.len())) {
+                let day = days.day_groups(d);
+                match day.len() >= DAY_MIN_GROUPS {
+                    true => missed_days.push(seg.day_histogram(d)),
+                    false => visits.extend(day.map(|gi| (gi, Cover::None))),
+                }
+            }
+            let edge = (met.start..inner.start).chain(inner.end..met.end);
+            let missed = edge.filter(|gi| edges.binary_search_by_key(gi, |e| e.0).is_err());
+            let untimed = (days.timed()..groups.len()).filter(|gi| !nulls.contains(gi));
+            visits.extend(missed.chain(untimed).map(|gi| (gi, Cover::None)));
         }
         visits.extend(edges);
         // Whole days of a segment the range does not mostly cover: one run a day, its histogram,
@@ -201,6 +236,7 @@ pub fn compute(
         .into_iter()
         .chain(day_histograms.iter().map(|h| h.as_ref()))
         .map(Run::counted)
+        .chain(missed_days.iter().map(|h| Run::counted(h).taken(true)))
         .chain(outside.iter().map(|r| Run::minus(r)))
         .chain(smalls.iter().map(|(si, ranks, minus)| Run::masked(maps[*si].smalls().distances(), ranks).taken(*minus)))
         .chain(parts.iter().filter(|p| !p.counted).map(|p| match &p.partial {

@@ -217,6 +217,11 @@ impl Days {
         Days { starts, timed, groups: groups.len(), rows_before, large_before }
     }
 
+    /// Index of the first group without a pickup time (the groups before it are the days').
+    pub fn timed(&self) -> usize {
+        self.timed
+    }
+
     /// Rows of the groups `range`.
     pub fn rows(&self, range: std::ops::Range<usize>) -> u64 {
         self.rows_before[range.end] - self.rows_before[range.start]
@@ -249,7 +254,7 @@ impl Days {
     }
 
     /// The groups of day `d` (an index into the days).
-    fn day_groups(&self, d: usize) -> std::ops::Range<usize> {
+    pub fn day_groups(&self, d: usize) -> std::ops::Range<usize> {
         self.starts[d].1..self.starts.get(d + 1).map_or(self.timed, |(_, first)| *first)
     }
 
