@@ -138,7 +138,7 @@ pub fn compute(
             Cover::None => continue,
             Cover::Full if !rows => {
                 histograms.push(seg.histogram());
-                trips_in_range += seg.groups().iter().map(|g| g.rows).sum::<u64>();
+                trips_in_range += seg.days().rows(0..seg.groups().len());
                 continue;
             }
             _ => {}
