@@ -1,7 +1,7 @@
 //! DoGet served by hand, every other RPC by arrow-flight's generated service. tonic encodes a
 //! streamed response message by message into one growing buffer; a DoGet answer here goes out as
-//! [`Frame::chunks`], whose large pieces are the record batches' own buffers, so the rows are
-//! copied once, by the kernel. The gRPC framing is the protocol's: a length-prefixed `Ticket`
+//! [`Frame::chunks`]: one chunk a message, copied once, or for large messages the record
+//! batches' own buffers. The gRPC framing is the protocol's: a length-prefixed `Ticket`
 //! in, length-prefixed `FlightData` out, `grpc-status` in the trailers (or, for an error before
 //! the first message, in the headers: a trailers-only response).
 
