@@ -120,6 +120,43 @@ pub fn compute(
     rows: bool,
     given: Option<f64>,
 ) -> Result<(Stats, Vec<Take>)> {
+    compute_with(maps, range, percentile, rows, given, Build::Any).map(|(stats, takes, _)| (stats, takes))
+}
+
+/// What [`compute_with`] may build that is not built yet: a segment's histogram (after a
+/// restart) or a day's.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Build {
+    /// Whatever it needs (milliseconds each: on the blocking pool).
+    Any,
+    /// Nothing: the groups a missing histogram would have counted are counted one by one, and
+    /// the result says so (an inline job, which must not stall the caller's task).
+    Nothing,
+}
+
+/// [`compute`], building only what `build` allows; true when something was not built.
+pub fn compute_with(
+    maps: &[Mapped<'_>],
+    range: &Range,
+    percentile: f64,
+    rows: bool,
+    given: Option<f64>,
+    build: Build,
+) -> Result<(Stats, Vec<Take>, bool)> {
+    let skipped = std::cell::Cell::new(false);
+    let histogram = |seg: &Mapped<'_>| {
+        let ready = build == Build::Any || seg.histogram_counted().is_some();
+        skipped.set(skipped.get() || !ready);
+        ready
+    };
+    let day_histogram = |seg: &Mapped<'_>, d: usize| {
+        let h = match build {
+            Build::Any => Some(seg.day_histogram(d)),
+            Build::Nothing => seg.day_histogram_kept(d),
+        };
+        skipped.set(skipped.get() || h.is_none());
+        h
+    };
     let (from, to) = micros(range);
     let mut parts = Vec::new();
     let mut histograms = Vec::new();
@@ -136,7 +173,7 @@ pub fn compute(
         // A segment wholly in range whose rows are not wanted is its histogram alone.
         match seg.extent().cover(from, to) {
             Cover::None => continue,
-            Cover::Full if !rows => {
+            Cover::Full if !rows && histogram(seg) => {
                 histograms.push(seg.histogram());
                 trips_in_range += seg.days().rows(0..seg.groups().len());
                 continue;
@@ -157,7 +194,7 @@ pub fn compute(
         // Large groups only: small ones count together as strays either way.
         let large = |gi: usize| groups[gi].rows >= STRAY_ROWS;
         let full = days.large(inner.clone()) + edges.iter().filter(|(gi, c)| *c == Cover::Full && large(*gi)).count();
-        let counted = 2 * full > 2 + days.large(0..groups.len());
+        let counted = 2 * full > 2 + days.large(0..groups.len()) && histogram(seg);
         // A counted segment's histogram counts every group: what is not wholly in range is
         // taken away (the groups the range misses, and its edges).
         let mut visits: Vec<(usize, Cover)> = Vec::new();
@@ -170,9 +207,9 @@ pub fn compute(
             // groups without a pickup time.
             for d in days.whole_days(0..met.start).chain(days.whole_days(met.end..groups.len())) {
                 let day = days.day_groups(d);
-                match day.len() >= DAY_MIN_GROUPS {
-                    true => missed_days.push(seg.day_histogram(d)),
-                    false => visits.extend(day.map(|gi| (gi, Cover::None))),
+                match (day.len() >= DAY_MIN_GROUPS).then(|| day_histogram(seg, d)).flatten() {
+                    Some(h) => missed_days.push(h),
+                    None => visits.extend(day.map(|gi| (gi, Cover::None))),
                 }
             }
             let edge = (met.start..inner.start).chain(inner.end..met.end);
@@ -183,10 +220,11 @@ pub fn compute(
         visits.extend(edges);
         // Whole days of a segment the range does not mostly cover: one run a day, its histogram,
         // instead of one a group.
-        let by_day = !counted && inner.len() >= DAY_RUN_GROUPS;
-        if by_day {
-            day_histograms.extend(days.whole_days(inner.clone()).map(|d| seg.day_histogram(d)));
-        }
+        let whole_days = (!counted && inner.len() >= DAY_RUN_GROUPS)
+            .then(|| days.whole_days(inner.clone()).map(|d| day_histogram(seg, d)).collect::<Option<Vec<_>>>())
+            .flatten();
+        let by_day = whole_days.is_some();
+        day_histograms.extend(whole_days.into_iter().flatten());
         match (counted || by_day) && !rows {
             // Counted by a histogram, and no rows wanted: only their rows are counted.
             true => trips_in_range += days.rows(inner.clone()),
@@ -264,7 +302,7 @@ pub fn compute(
             takes.push(Take { segment: p.segment, group: p.group, rows, mask });
         }
     }
-    Ok((Stats { threshold, trips_in_range, trips_above }, takes))
+    Ok((Stats { threshold, trips_in_range, trips_above }, takes, skipped.get()))
 }
 
 /// Reads the rows of `takes` into `target`, pushing them to `emit` until it wants no more.
@@ -364,7 +402,8 @@ fn summary(range: &Range, percentile: f64, s: &Stats, md: HashMap<String, String
     )?)
 }
 
-/// The job, and where it runs: inline when its range is small and on local disk.
+/// The job, and where it runs: inline when its segments are local and its range small, or its
+/// output a summary over counted segments.
 pub fn plan(p: P90, catalog: &Catalog) -> Result<(Job, Place)> {
     let ds = catalog.dataset(&p.dataset)?;
     let snap = ds.snapshot();
@@ -380,8 +419,12 @@ pub fn plan(p: P90, catalog: &Catalog) -> Result<(Job, Place)> {
     super::split::check(p.slice.as_ref(), &ds.name, &snap, &range)?;
     let dataset = ds.name.clone();
     let answer_share = if trips { 1.0 - percentile } else { 0.0 };
-    let held = pin_small(&snap, &range, answer_share);
+    // A summary is one row: it runs inline over any range whose segments are local and counted,
+    // building nothing there (what it lacks is built on the pool for the next one).
+    let held =
+        pin_small(&snap, &range, answer_share).or_else(|| (!trips).then(|| pin_counted(&snap, &range)).flatten());
     let place = if held.is_some() { Place::Inline } else { Place::Pool };
+    let build = if held.is_some() && !trips { Build::Nothing } else { Build::Any };
     let job: Job = Box::new(move |emit: &mut Emitter| {
         let mut md = manifest_metadata(&dataset, &snap);
         let pins = match held {
@@ -390,7 +433,10 @@ pub fn plan(p: P90, catalog: &Catalog) -> Result<(Job, Place)> {
         };
         let maps = map_all(&pins)?;
         let given = p.slice.as_ref().and_then(|s| s.threshold);
-        let (mut stats, takes) = compute(&maps, &range, percentile, trips, given)?;
+        let (mut stats, takes, skipped) = compute_with(&maps, &range, percentile, trips, given, build)?;
+        if skipped {
+            warm_up(snap.clone(), range, percentile);
+        }
         if let Some(s) = &p.slice {
             // One part of a split answer: the whole range's counts, as every part reports them.
             (stats.trips_in_range, stats.trips_above) = (s.trips_in_range, s.trips_above);
@@ -407,6 +453,25 @@ pub fn plan(p: P90, catalog: &Catalog) -> Result<(Job, Place)> {
         emit_takes(&maps, &takes, &target, emit)
     });
     Ok((job, place))
+}
+
+/// The segments `range` touches pinned, when all are on local disk with their histograms counted.
+fn pin_counted(snap: &Snapshot, range: &Range) -> Option<Vec<Pinned>> {
+    let (from, to) = micros(range);
+    let inside = snap.segments.iter().filter(|s| s.touches(from, to));
+    inside.map(|s| s.pin_local().filter(|p| p.is_counted())).collect()
+}
+
+/// Builds on the blocking pool what an inline summary went without (see [`Build::Nothing`]), so
+/// the next one over these days has it.
+fn warm_up(snap: Arc<Snapshot>, range: Range, percentile: f64) {
+    tokio::task::spawn_blocking(move || {
+        let warmed =
+            pin_range(&snap, &range).and_then(|pins| compute(&map_all(&pins)?, &range, percentile, false, None));
+        if let Err(e) = warmed {
+            tracing::debug!(error = %e, "building a percentile's histograms");
+        }
+    });
 }
 
 /// The segments of a small range pinned, when all are on local disk: the days the range meets

@@ -434,6 +434,16 @@ impl Mapped<'_> {
         DAY_HISTOGRAMS.get_with((self.segment.id, d as u32), || Arc::new(Histogram::of(&keys[rows])))
     }
 
+    /// Day `d`'s histogram if it is kept already (see [`Mapped::day_histogram`]).
+    pub fn day_histogram_kept(&self, d: usize) -> Option<Arc<Histogram>> {
+        DAY_HISTOGRAMS.get(&(self.segment.id, d as u32))
+    }
+
+    /// The segment's histogram if counted already (see [`Mapped::histogram`]).
+    pub fn histogram_counted(&self) -> Option<&Histogram> {
+        self.segment.histogram.get()
+    }
+
     /// Groups of the days a range meets (see [`Days::meeting`]), with their indexes.
     pub fn meeting(&self, from: Option<i64>, to: Option<i64>) -> impl Iterator<Item = (usize, &Group)> {
         let (timed, nulls) = self.segment.days.meeting(from, to);
@@ -628,6 +638,11 @@ impl Segment {
 
     pub fn rows(&self) -> u64 {
         self.rows
+    }
+
+    /// Whether its distances are counted by value already (see [`Mapped::histogram`]).
+    pub fn is_counted(&self) -> bool {
+        self.histogram.get().is_some()
     }
 
     /// Bytes on local disk (data and keys).
