@@ -13,6 +13,7 @@ import pyarrow.flight as flight
 import pytest
 
 import reference as ref
+from conftest import Bridge
 
 
 def test_list_flights_describes_datasets_and_queries(bridge, files):
@@ -97,6 +98,29 @@ def test_p90_summary_is_duckdbs_quantile_cont_over_random_ranges(bridge, files):
         else:
             assert math.isclose(got["threshold"], thr, rel_tol=1e-12), (t, got, thr)
         assert got["trips_above"] == above, (t, got)
+
+
+def test_p90_summary_cold_and_warm_match_duckdb(files, tmp_path):
+    """A summary over weeks on a fresh server runs inline without the day histograms it would
+    use (counting those days group by group) and has them built for the next: every answer, cold
+    or warm, is DuckDB-Python's."""
+    con = duckdb.connect()
+    src = f"read_parquet([{', '.join(repr(str(f)) for f in files)}], union_by_name=true)"
+    fresh = Bridge([f"yellow={files[0].parent}/*.parquet"], tmp_path / "cache")
+    try:
+        # Most of both months (their histograms less the days missed), then a few weeks across
+        # the two (whole days by their day histograms).
+        for frm, to in [("2024-01-03 07:13:11", "2024-02-19 17:45:00"), ("2024-01-20 07:13:00", "2024-02-09 17:45:00")]:
+            where = f"tpep_pickup_datetime >= TIMESTAMP '{frm}' AND tpep_pickup_datetime < TIMESTAMP '{to}'"
+            thr, n = con.execute(f"SELECT quantile_cont(trip_distance, 0.9), count(*) FROM {src} WHERE {where}").fetchone()
+            above = con.execute(f"SELECT count(*) FROM {src} WHERE {where} AND trip_distance > ?", [thr]).fetchone()[0]
+            t = {"query": "p90", "dataset": "yellow", "from": frm, "to": to, "output": "summary"}
+            for _ in range(5):
+                got = fresh.get(t).to_pylist()[0]
+                assert (got["trips_in_range"], got["trips_above"]) == (n, above), (frm, to)
+                assert math.isclose(got["threshold"], thr, rel_tol=1e-12), (frm, to, got, thr)
+    finally:
+        fresh.stop()
 
 
 def test_p90_summary_and_info_schema(bridge, files):
