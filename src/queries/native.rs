@@ -27,9 +27,10 @@ pub enum Place {
     /// On the blocking pool, its batches streamed through a bounded channel as they come.
     Pool,
     /// On the caller's task, its answer held until the job ends. For jobs over segments already
-    /// on local disk whose answer is small (the planner checks both): measured with 64 clients
-    /// asking `p90` for a day, handing the job to a pool thread and its batches back cost more
-    /// CPU (wake-ups and context switches) than much of the work itself.
+    /// on local disk whose answer is small and whose work is bounded, building nothing slow (the
+    /// planner checks): measured with 64 clients asking `p90` for a day, handing the job to a
+    /// pool thread and its batches back cost more CPU (wake-ups and context switches) than much
+    /// of the work itself.
     Inline,
 }
 

@@ -28,7 +28,7 @@ use crate::{
     catalog::{Catalog, Snapshot},
     error::{Error, Result},
     proto::P90,
-    segment::{Cover, Days, Group, Mapped, Pinned, Slot},
+    segment::{Cover, Days, Group, Mapped, Pinned, Slot, Smalls},
 };
 
 /// Threshold and counts for one range.
@@ -167,7 +167,7 @@ pub fn compute_with(
     let mut outside = Vec::new();
     // Small groups (see STRAY_ROWS), per segment: their run masked to those taken from its
     // histogram (`minus`) or counted outside any histogram.
-    let mut smalls: Vec<(usize, Ranks, bool)> = Vec::new();
+    let mut smalls: Vec<(Arc<Smalls>, Ranks, bool)> = Vec::new();
     let mut trips_in_range = 0u64;
     for (si, seg) in maps.iter().enumerate() {
         // A segment wholly in range whose rows are not wanted is its histogram alone.
@@ -267,7 +267,9 @@ pub fn compute_with(
             }
         }
         if small.contains(&true) {
-            smalls.push((si, Ranks::new(&seg.smalls().mask(|gi| small[gi])), counted));
+            let run = seg.smalls();
+            let ranks = Ranks::new(&run.mask(|gi| small[gi]));
+            smalls.push((run, ranks, counted));
         }
     }
     let runs: Vec<Run> = histograms
@@ -276,7 +278,7 @@ pub fn compute_with(
         .map(Run::counted)
         .chain(missed_days.iter().map(|h| Run::counted(h).taken(true)))
         .chain(outside.iter().map(|r| Run::minus(r)))
-        .chain(smalls.iter().map(|(si, ranks, minus)| Run::masked(maps[*si].smalls().distances(), ranks).taken(*minus)))
+        .chain(smalls.iter().map(|(run, ranks, minus)| Run::masked(run.distances(), ranks).taken(*minus)))
         .chain(parts.iter().filter(|p| !p.counted).map(|p| match &p.partial {
             None => Run::plain(&p.run),
             Some((_, _, ranks)) => Run::masked(&p.run, ranks),

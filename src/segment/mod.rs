@@ -113,6 +113,17 @@ static NEXT_ID: AtomicU64 = AtomicU64::new(0);
 /// Histograms of single days' distances, by (segment id, day index in [`Days`]): a range over
 /// whole days of a segment it does not mostly cover counts each day with one run instead of its
 /// ~50 hour groups. Built on first use (a few milliseconds a day).
+/// Each segment's small groups as one run (see [`Smalls`]), by memory size: a bounded cache, not
+/// a field of the segment, because months of few trips are mostly small groups.
+static SMALLS: LazyLock<moka::sync::Cache<u64, Arc<Smalls>>> = LazyLock::new(|| {
+    moka::sync::Cache::builder()
+        .max_capacity(SMALLS_BYTES)
+        .weigher(|_, s: &Arc<Smalls>| s.bytes().try_into().unwrap_or(u32::MAX))
+        .build()
+});
+/// Small-group runs kept, by their memory size (a 3 M-row month's is tens of kilobytes).
+const SMALLS_BYTES: u64 = 4 << 20;
+
 static DAY_HISTOGRAMS: LazyLock<moka::sync::Cache<(u64, u32), Arc<Histogram>>> = LazyLock::new(|| {
     moka::sync::Cache::builder()
         .max_capacity(DAY_HISTOGRAM_BYTES)
@@ -327,6 +338,14 @@ fn column_tag(column: Option<&str>) -> u8 {
 /// The tag of a column decoded alone that is not kept (the tag would not tell columns apart).
 const OTHER_COLUMN: u8 = 3;
 
+/// Keys `[first, end)` of a keys file (little-endian doubles), read without mapping it.
+fn read_keys(file: &File, first: u64, end: u64) -> std::io::Result<Vec<f64>> {
+    use std::os::unix::fs::FileExt;
+    let mut bytes = vec![0u8; (end - first) as usize * 8];
+    file.read_exact_at(&mut bytes, first * 8)?;
+    Ok(bytes.chunks_exact(8).map(|c| f64::from_le_bytes([c[0], c[1], c[2], c[3], c[4], c[5], c[6], c[7]])).collect())
+}
+
 /// Bytes `[0, len)` of a file as an Arrow buffer over a read-only shared mapping, unmapped when
 /// the last array using it is dropped. Only the pages read are faulted in.
 #[allow(unsafe_code)]
@@ -360,8 +379,6 @@ pub struct Segment {
     mapped: std::sync::OnceLock<Buffer>,
     /// The distances counted by value: from the builder, or from the keys when first asked for.
     histogram: std::sync::OnceLock<Histogram>,
-    /// The small groups' distances as one run: from the keys when first asked for.
-    smalls: std::sync::OnceLock<Smalls>,
     /// Remove the files when the last handle goes.
     retired: std::sync::atomic::AtomicBool,
 }
@@ -369,6 +386,7 @@ pub struct Segment {
 impl Drop for Segment {
     fn drop(&mut self) {
         FOOTERS.invalidate(&self.id);
+        SMALLS.invalidate(&self.id);
         if !self.retired.load(Ordering::SeqCst) {
             return;
         }
@@ -462,8 +480,15 @@ impl Mapped<'_> {
     }
 
     /// The small groups' distances as one run (see [`Smalls`]); merged from the keys on first use.
-    pub fn smalls(&self) -> &Smalls {
-        self.segment.smalls.get_or_init(|| Smalls::of(&self.segment.groups, self.keys.typed_data()))
+    pub fn smalls(&self) -> Arc<Smalls> {
+        // Small groups lie all over the keys file: read theirs with `pread`, not through the
+        // mapping, which would keep every page of the file resident for a few keys each.
+        let mapped: &[f64] = self.keys.typed_data();
+        let read = |a: u64, b: u64| match self.segment.keys.as_ref().map(|f| read_keys(f, a, b)) {
+            Some(Ok(keys)) => keys,
+            _ => mapped[a as usize..b as usize].to_vec(),
+        };
+        SMALLS.get_with(self.segment.id, || Arc::new(Smalls::of(&self.segment.groups, read)))
     }
 
     /// Distances (NULL = NaN) of the first `n` rows of `g`, in descending order.
@@ -627,7 +652,6 @@ impl Segment {
             schema,
             mapped: Default::default(),
             histogram: Default::default(),
-            smalls: Default::default(),
             retired,
         }))
     }

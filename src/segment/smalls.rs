@@ -17,17 +17,22 @@ pub struct Smalls {
 }
 
 impl Smalls {
-    /// From the groups and the segment's distance keys (each group's are sorted descending,
-    /// those with a distance first).
-    pub fn of(groups: &[Group], keys: &[f64]) -> Self {
+    /// From the groups and the segment's distance keys, `keys(first, end)` reading the keys of
+    /// rows `[first, end)` (each group's are sorted descending, those with a distance first).
+    pub fn of(groups: &[Group], mut keys: impl FnMut(u64, u64) -> Vec<f64>) -> Self {
         let mut pairs: Vec<(f64, u32)> = Vec::new();
         for (gi, g) in groups.iter().enumerate().filter(|(_, g)| g.rows < LARGE_ROWS) {
             let (a, b) = g.segment_rows(0, g.with_distance as usize);
-            pairs.extend(keys[a as usize..b as usize].iter().map(|d| (*d, gi as u32)));
+            pairs.extend(keys(a, b).into_iter().map(|d| (d, gi as u32)));
         }
         pairs.sort_unstable_by(|a, b| b.0.total_cmp(&a.0));
         let (distances, groups) = pairs.into_iter().unzip();
         Smalls { distances, groups }
+    }
+
+    /// Memory held, in bytes.
+    pub fn bytes(&self) -> usize {
+        self.distances.len() * 12 + 64
     }
 
     /// The distances, descending.
@@ -57,7 +62,7 @@ mod tests {
         keys.extend([7.0, 3.0, f64::NAN]);
         let large = LARGE_ROWS;
         let groups = [group(0, 3, 3), group(3, large, large), group(3 + large, 3, 2)];
-        let s = Smalls::of(&groups, &keys);
+        let s = Smalls::of(&groups, |a, b| keys[a as usize..b as usize].to_vec());
         assert_eq!(s.distances(), &[9.0, 7.0, 4.0, 3.0, 1.0]);
         let mask = s.mask(|g| g == 2);
         let kept: Vec<f64> = mask.set_indices().map(|i| s.distances()[i]).collect();
