@@ -65,9 +65,13 @@ struct Part {
 
 /// Pins the segments of `snap` that hold rows picked up in `range` (see [`Slot::pin`]).
 pub fn pin_range(snap: &Snapshot, range: &Range) -> Result<Vec<Pinned>> {
+    touching(snap, range).map(|s| s.pin()).collect()
+}
+
+/// The segments with rows picked up in `range`.
+fn touching<'a>(snap: &'a Snapshot, range: &Range) -> impl Iterator<Item = &'a Arc<Slot>> {
     let (from, to) = micros(range);
-    let inside = |s: &&Arc<Slot>| s.touches(from, to);
-    snap.segments.iter().filter(inside).map(|s| s.pin()).collect()
+    snap.segments.iter().filter(move |s| s.touches(from, to))
 }
 
 /// Maps pinned segments for one query.
@@ -423,8 +427,7 @@ pub fn plan(p: P90, catalog: &Catalog) -> Result<(Job, Place)> {
     let answer_share = if trips { 1.0 - percentile } else { 0.0 };
     // A summary is one row: it runs inline over any range whose segments are local and counted,
     // building nothing there (what it lacks is built on the pool for the next one).
-    let held =
-        pin_small(&snap, &range, answer_share).or_else(|| (!trips).then(|| pin_counted(&snap, &range)).flatten());
+    let held = pin_inline(&snap, &range, answer_share, !trips);
     let place = if held.is_some() { Place::Inline } else { Place::Pool };
     let build = if held.is_some() && !trips { Build::Nothing } else { Build::Any };
     let job: Job = Box::new(move |emit: &mut Emitter| {
@@ -457,13 +460,6 @@ pub fn plan(p: P90, catalog: &Catalog) -> Result<(Job, Place)> {
     Ok((job, place))
 }
 
-/// The segments `range` touches pinned, when all are on local disk with their histograms counted.
-fn pin_counted(snap: &Snapshot, range: &Range) -> Option<Vec<Pinned>> {
-    let (from, to) = micros(range);
-    let inside = snap.segments.iter().filter(|s| s.touches(from, to));
-    inside.map(|s| s.pin_local().filter(|p| p.is_counted())).collect()
-}
-
 /// Builds on the blocking pool what an inline summary went without (see [`Build::Nothing`]), so
 /// the next one over these days has it.
 fn warm_up(snap: Arc<Snapshot>, range: Range, percentile: f64) {
@@ -476,15 +472,17 @@ fn warm_up(snap: Arc<Snapshot>, range: Range, percentile: f64) {
     });
 }
 
-/// The segments of a small range pinned, when all are on local disk: the days the range meets
-/// hold at most [`INLINE_ROWS`] rows, and about `answer_share` of them (the trips above the
-/// percentile) at most [`INLINE_ANSWER_ROWS`]. Such a job runs inline (see [`Place::Inline`]).
-fn pin_small(snap: &Snapshot, range: &Range, answer_share: f64) -> Option<Vec<Pinned>> {
+/// The segments of a job that runs inline (see [`Place::Inline`]) pinned, when all are on local
+/// disk: a small range (its days hold at most [`INLINE_ROWS`] rows, and about `answer_share` of
+/// them, the trips above the percentile, at most [`INLINE_ANSWER_ROWS`]), or a `summary` over
+/// segments whose histograms are counted.
+fn pin_inline(snap: &Snapshot, range: &Range, answer_share: f64, summary: bool) -> Option<Vec<Pinned>> {
     let (from, to) = micros(range);
-    let inside: Vec<&Arc<Slot>> = snap.segments.iter().filter(|s| s.touches(from, to)).collect();
+    let inside: Vec<&Arc<Slot>> = touching(snap, range).collect();
     let rows = inside.iter().map(|s| s.rows_meeting(from, to)).sum::<u64>();
-    if rows > INLINE_ROWS || rows as f64 * answer_share > INLINE_ANSWER_ROWS as f64 {
+    let small = rows <= INLINE_ROWS && rows as f64 * answer_share <= INLINE_ANSWER_ROWS as f64;
+    if !small && !summary {
         return None;
     }
-    inside.into_iter().map(|s| s.pin_local()).collect()
+    inside.into_iter().map(|s| s.pin_local().filter(|p| small || p.is_counted())).collect()
 }
