@@ -91,6 +91,11 @@ const DAY_RUN_GROUPS: usize = 96;
 /// this many groups (a day of the file's month, not a stray day of a few trips).
 const DAY_MIN_GROUPS: usize = 24;
 
+/// A segment's small groups count through its smalls run (built once, then kept) when a range
+/// takes or leaves this many of them; fewer (a neighbour file's few stray hours) count one group
+/// at a time, so a range that only grazes a file never builds that file's run.
+const SMALLS_MIN_GROUPS: usize = 64;
+
 /// The groups wholly in `[from, to)` by their days: those of the days strictly between the first
 /// and the last day the range meets (`met`), and of those two days too when the range covers
 /// every group of theirs. The other groups of the two days are the edges.
@@ -234,18 +239,23 @@ pub fn compute_with(
             true => trips_in_range += days.rows(inner.clone()),
             false => visits.extend(inner.clone().map(|gi| (gi, Cover::Full))),
         }
+        let small_wanted = |gi: usize, cover: Cover| match counted {
+            true => cover != Cover::Full,
+            false => cover == Cover::Full && !(by_day && inner.contains(&gi)),
+        };
+        let by_run = visits.iter().filter(|&&(gi, c)| groups[gi].rows < STRAY_ROWS && small_wanted(gi, c)).count()
+            >= SMALLS_MIN_GROUPS;
         for (gi, cover) in visits {
             let g = &groups[gi];
             let by_histogram = counted || (by_day && inner.contains(&gi));
             let whole = || seg.distances(g, g.with_distance as usize);
-            // A small group counts in its segment's smalls run: taken from a counted segment's
+            // A small group counts in its segment's smalls run (when SMALLS_MIN_GROUPS of them
+            // do): taken from a counted segment's
             // histogram unless wholly in range, or counted when wholly in range and by no
             // histogram. A partly covered one's rows in range count as its own masked run.
-            if g.rows < STRAY_ROWS {
-                small[gi] = match counted {
-                    true => cover != Cover::Full,
-                    false => cover == Cover::Full && !by_histogram,
-                };
+            let by_run = by_run && g.rows < STRAY_ROWS;
+            if by_run {
+                small[gi] = small_wanted(gi, cover);
             } else if counted && cover != Cover::Full {
                 outside.push(whole());
             }
@@ -255,7 +265,7 @@ pub fn compute_with(
                 Cover::Full if by_histogram && !rows => trips_in_range += g.rows,
                 Cover::Full => {
                     trips_in_range += g.rows;
-                    let counted = by_histogram || g.rows < STRAY_ROWS;
+                    let counted = by_histogram || by_run;
                     parts.push(Part { segment: si, group: gi, run: whole(), partial: None, counted });
                 }
                 Cover::Partial => {
