@@ -250,9 +250,9 @@ pub fn compute_with(
             let by_histogram = counted || (by_day && inner.contains(&gi));
             let whole = || seg.distances(g, g.with_distance as usize);
             // A small group counts in its segment's smalls run (when SMALLS_MIN_GROUPS of them
-            // do): taken from a counted segment's
-            // histogram unless wholly in range, or counted when wholly in range and by no
-            // histogram. A partly covered one's rows in range count as its own masked run.
+            // do): taken from a counted segment's histogram unless wholly in range, or counted
+            // when wholly in range and by no histogram. A partly covered one's rows in range
+            // count as its own masked run.
             let by_run = by_run && g.rows < STRAY_ROWS;
             if by_run {
                 small[gi] = small_wanted(gi, cover);
