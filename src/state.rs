@@ -130,8 +130,11 @@ impl AppState {
         &self.inner.admission
     }
 
-    pub fn batch_rows(&self) -> usize {
-        self.inner.batch_rows
+    /// How answers are cut into messages for a client that accepts `message_bytes` (None: the
+    /// 2 MiB default).
+    pub fn shape(&self, message_bytes: Option<usize>) -> crate::queries::native::Shape {
+        let message_bytes = message_bytes.unwrap_or(crate::queries::native::MESSAGE_BYTES);
+        crate::queries::native::Shape { batch_rows: self.inner.batch_rows, message_bytes }
     }
 
     /// The replicas (this process alone unless `--peers` or `--peers-dns`).

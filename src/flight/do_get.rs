@@ -44,7 +44,7 @@ pub async fn do_get(
     let started = async {
         queries::await_min_version(&ticket, state.catalog()).await?;
         let plan = queries::plan(ticket, state.catalog())?;
-        queries::start(plan, state.catalog(), state.batch_rows(), false).await
+        queries::start(plan, state.catalog(), state.shape(wire.max_message_bytes), false).await
     };
     // Dropping `started` (deadline or cancel) drops the query's channel, which interrupts DuckDB.
     let query = tokio::select! {

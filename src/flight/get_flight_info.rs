@@ -25,7 +25,7 @@ fn command(desc: &FlightDescriptor) -> Result<crate::proto::Ticket, Status> {
 pub async fn schema_of(state: &AppState, t: crate::proto::Ticket) -> Result<SchemaRef, Status> {
     queries::await_min_version(&t, state.catalog()).await?;
     let plan = queries::plan(t, state.catalog())?;
-    Ok(queries::start(plan, state.catalog(), state.batch_rows(), true).await?.schema)
+    Ok(queries::start(plan, state.catalog(), state.shape(None), true).await?.schema)
 }
 
 pub async fn get_flight_info(state: &AppState, desc: FlightDescriptor) -> Result<FlightInfo, Status> {

@@ -48,7 +48,7 @@ pub async fn answer(http: &HttpState, ticket: Ticket, format: Format, caller: Ca
     let started = async {
         queries::await_min_version(&ticket, catalog).await?;
         let plan = queries::plan(ticket, catalog)?;
-        queries::start(plan, catalog, state.batch_rows(), false).await
+        queries::start(plan, catalog, state.shape(None), false).await
     };
     let query = match tokio::time::timeout_at(bounds.deadline, started.instrument(info_span!("plan"))).await {
         Ok(Ok(q)) => q,

@@ -20,7 +20,7 @@ pub mod sql;
 use std::collections::HashMap;
 
 use duckdb::Connection;
-use native::Place;
+use native::{Place, Shape};
 
 use crate::{
     catalog::{Catalog, Snapshot},
@@ -94,10 +94,10 @@ pub async fn await_min_version(ticket: &Ticket, catalog: &Catalog) -> Result<()>
 }
 
 /// Starts `plan`; returns once the schema is known. With `schema_only` no rows are produced.
-pub async fn start(plan: Plan, catalog: &Catalog, batch_rows: usize, schema_only: bool) -> Result<QueryStream> {
+pub async fn start(plan: Plan, catalog: &Catalog, shape: Shape, schema_only: bool) -> Result<QueryStream> {
     match plan {
-        Plan::Native(job, place) => native::run(job, place, batch_rows, schema_only).await,
-        Plan::Sql(p) => catalog.engine().stream(p, batch_rows, schema_only).await,
+        Plan::Native(job, place) => native::run(job, place, shape, schema_only).await,
+        Plan::Sql(p) => catalog.engine().stream(p, shape.batch_rows, schema_only).await,
     }
 }
 

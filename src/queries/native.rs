@@ -41,6 +41,14 @@ pub const INLINE_ROWS: u64 = 1 << 18;
 /// Rows an inline job may answer with (about 4 MB of TLC trips).
 pub const INLINE_ANSWER_ROWS: u64 = 1 << 15;
 
+/// How a job's rows are cut into messages: at most `batch_rows` rows (the server's setting) of
+/// about `message_bytes` (2 MiB, or what the client said it accepts).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Shape {
+    pub batch_rows: usize,
+    pub message_bytes: usize,
+}
+
 /// Where the batches of a job go.
 enum Sink {
     /// To the encoder, through a bounded channel, from a pool thread.
@@ -104,7 +112,7 @@ pub struct Emitter {
     sink: Sink,
     coalescer: Option<BatchCoalescer>,
     schema: Option<SchemaRef>,
-    batch_rows: usize,
+    shape: Shape,
     /// Rows per message for this schema (at most `batch_rows`).
     message_rows: usize,
     schema_only: bool,
@@ -113,13 +121,13 @@ pub struct Emitter {
 }
 
 impl Emitter {
-    fn new(sink: Sink, batch_rows: usize, schema_only: bool) -> Self {
+    fn new(sink: Sink, shape: Shape, schema_only: bool) -> Self {
         Emitter {
             sink,
             coalescer: None,
             schema: None,
-            batch_rows,
-            message_rows: batch_rows.max(1),
+            shape,
+            message_rows: shape.batch_rows.max(1),
             schema_only,
             remaining: u64::MAX,
         }
@@ -130,7 +138,7 @@ impl Emitter {
         self.remaining = limit.unwrap_or(u64::MAX);
         // Small pieces (a short group prefix) are merged; segment-sized batches pass through
         // uncopied.
-        self.message_rows = self.batch_rows.min(rows_within(&schema, MESSAGE_BYTES)).max(1);
+        self.message_rows = self.shape.batch_rows.min(rows_within(&schema, self.shape.message_bytes)).max(1);
         let coalescer =
             BatchCoalescer::new(schema.clone(), self.message_rows).with_biggest_coalesce_batch_size(Some(BYPASS_ROWS));
         self.coalescer = Some(coalescer);
@@ -221,17 +229,17 @@ impl Emitter {
 }
 
 /// Starts `job` where `place` says and returns once its schema is known.
-pub async fn run(job: Job, place: Place, batch_rows: usize, schema_only: bool) -> Result<QueryStream> {
+pub async fn run(job: Job, place: Place, shape: Shape, schema_only: bool) -> Result<QueryStream> {
     match place {
-        Place::Inline => inline(job, batch_rows, schema_only),
-        Place::Pool => pooled(job, batch_rows, schema_only).await,
+        Place::Inline => inline(job, shape, schema_only),
+        Place::Pool => pooled(job, shape, schema_only).await,
     }
 }
 
 /// Runs `job` here; its answer is held until it ends.
-fn inline(job: Job, batch_rows: usize, schema_only: bool) -> Result<QueryStream> {
+fn inline(job: Job, shape: Shape, schema_only: bool) -> Result<QueryStream> {
     let _active = crate::metrics::ActiveGuard::new();
-    let mut e = Emitter::new(Sink::Held { schema: None, batches: Vec::new() }, batch_rows, schema_only);
+    let mut e = Emitter::new(Sink::Held { schema: None, batches: Vec::new() }, shape, schema_only);
     job(&mut e).and_then(|()| e.finish())?;
     let Sink::Held { schema: Some(schema), batches } = e.sink else {
         return Err(Error::internal("query ended before its schema"));
@@ -241,12 +249,12 @@ fn inline(job: Job, batch_rows: usize, schema_only: bool) -> Result<QueryStream>
 }
 
 /// Starts `job` on the blocking pool and returns once its schema is known.
-async fn pooled(job: Job, batch_rows: usize, schema_only: bool) -> Result<QueryStream> {
+async fn pooled(job: Job, shape: Shape, schema_only: bool) -> Result<QueryStream> {
     let (tx, rx) = mpsc::channel::<Result<RecordBatch>>(CHANNEL_DEPTH);
     let (schema_tx, schema_rx) = oneshot::channel();
     tokio::task::spawn_blocking(move || {
         let _active = crate::metrics::ActiveGuard::new();
-        let mut e = Emitter::new(Sink::Channel { schema: Some(schema_tx), tx }, batch_rows, schema_only);
+        let mut e = Emitter::new(Sink::Channel { schema: Some(schema_tx), tx }, shape, schema_only);
         let result = job(&mut e).and_then(|()| e.finish());
         if let (Err(err), Sink::Channel { schema, tx }) = (result, &mut e.sink) {
             match schema.take() {

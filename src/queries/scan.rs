@@ -19,7 +19,7 @@ use crate::{
     catalog::Catalog,
     error::Result,
     proto::Scan,
-    segment::{decoded_cache_bytes, Cover},
+    segment::{decoded_cache_bytes, Cover, CHUNK_ROWS},
 };
 
 pub fn plan(s: Scan, catalog: &Catalog) -> Result<Job> {
@@ -39,6 +39,8 @@ pub fn plan(s: Scan, catalog: &Catalog) -> Result<Job> {
         // A projection decodes only its columns.
         let names: Vec<&str> = target.fields().iter().map(|f| f.name().as_str()).collect();
         let columns = (!s.columns.is_empty()).then_some(names.as_slice());
+        // Whole row groups are decoded as many at once as a message holds (see `scan_rows`).
+        let unit = emit.message_rows() / CHUNK_ROWS;
         // One segment pinned at a time: a long range never needs every file local at once.
         for slot in &snap.segments {
             if !slot.touches(from, to) {
@@ -65,7 +67,7 @@ pub fn plan(s: Scan, catalog: &Catalog) -> Result<Job> {
                     continue;
                 }
                 if let Some(rows) = whole.take() {
-                    for batch in seg.read_rows(rows, columns, keep) {
+                    for batch in seg.scan_rows(rows, columns, keep, unit) {
                         if !emit.push(align(batch?)?)? {
                             return Ok(());
                         }

@@ -62,6 +62,9 @@ use crate::error::{Error, Result};
 /// Rows per row group inside a group (the last row group of a group may be shorter).
 pub const CHUNK_ROWS: usize = 12288;
 
+/// Most row groups a scan decodes as one batch (see [`Mapped::scan_rows`]).
+const MAX_UNIT_GROUPS: usize = 64;
+
 /// Groups of fewer rows share their row group with the groups after them.
 pub const SHARED_ROWS: u64 = 1024;
 /// Microseconds per day.
@@ -101,8 +104,8 @@ static FOOTERS: LazyLock<moka::sync::Cache<u64, ArrowReaderMetadata>> = LazyLock
 /// Parsed footers kept, by their memory size.
 const FOOTER_CACHE_BYTES: u64 = 64 << 20;
 
-/// Recently decoded row groups, by (segment id, row group, [`column_tag`]).
-static DECODED: LazyLock<moka::sync::Cache<(u64, u32, u8), RecordBatch>> = LazyLock::new(|| {
+/// Recently decoded row groups, by (segment id, first row group, row groups, [`column_tag`]).
+static DECODED: LazyLock<moka::sync::Cache<(u64, u32, u8, u8), RecordBatch>> = LazyLock::new(|| {
     moka::sync::Cache::builder()
         .max_capacity(decoded_cache_bytes())
         .weigher(|_, b: &RecordBatch| b.get_array_memory_size().try_into().unwrap_or(u32::MAX))
@@ -575,6 +578,42 @@ impl Mapped<'_> {
             .map(|span| span.map(|(_, batch, from, to)| batch.slice(from, to - from)))
     }
 
+    /// Rows `[lo, hi)` for a scan: as [`Mapped::read_rows`] reads them, except that each aligned
+    /// run of `unit` row groups the rows wholly cover is decoded as one batch. A client that asks
+    /// for large messages then gets one buffer a column, lent to the wire whole, instead of a
+    /// piece per row group copied together (a third of a cached 16 MiB scan's CPU).
+    pub fn scan_rows<'a>(
+        &'a self,
+        (lo, hi): (u64, u64),
+        columns: Option<&'a [&'a str]>,
+        keep: bool,
+        unit: usize,
+    ) -> impl Iterator<Item = Result<RecordBatch>> + 'a {
+        let seg = self.segment;
+        let unit = unit.clamp(1, MAX_UNIT_GROUPS);
+        let groups = seg.row_starts.len() - 1;
+        let spans: Vec<(usize, usize, usize)> = seg.spans((lo, hi)).collect();
+        let whole = |&(rg, from, to): &(usize, usize, usize)| {
+            from == 0 && to as u64 == seg.row_starts[rg + 1] - seg.row_starts[rg]
+        };
+        let mut reads = Vec::new();
+        let mut i = 0;
+        while let Some(&(rg, from, to)) = spans.get(i) {
+            let count = (rg - rg % unit + unit).min(groups) - rg;
+            let run = spans.get(i..i + count).filter(|run| unit > 1 && rg % unit == 0 && run.iter().all(whole));
+            match run {
+                Some(_) => reads.push((rg, count, 0, usize::MAX)),
+                None => reads.push((rg, 1, from, to)),
+            }
+            i += run.map_or(1, |_| count);
+        }
+        reads.into_iter().map(move |(rg, count, from, to)| {
+            let batch = seg.decode_unit(rg, count, columns, keep)?;
+            let to = to.min(batch.num_rows());
+            Ok(batch.slice(from.min(to), to - from.min(to)))
+        })
+    }
+
     /// Rows `[lo, hi)` of group `g` as [`Mapped::read`] finds them, each row group whole:
     /// (row group, its rows decoded, the span `[from, to)` of them asked for).
     pub fn read_spans<'a>(
@@ -734,16 +773,21 @@ impl Segment {
         Ok(Mapped { segment: self, keys, recent: Default::default() })
     }
 
-    /// Row group `i`, whole or only `column`; from the cache of decoded row groups when there.
     /// Row group `i`, whole or only `columns` (matched case-insensitively; all when none is in
     /// this segment); from the cache of decoded row groups when there.
     fn decode(&self, i: usize, columns: Option<&[&str]>, keep: bool) -> Result<RecordBatch> {
+        self.decode_unit(i, 1, columns, keep)
+    }
+
+    /// Row groups `[first, first + count)` as one batch (one buffer a column), like [`decode`].
+    fn decode_unit(&self, first: usize, count: usize, columns: Option<&[&str]>, keep: bool) -> Result<RecordBatch> {
         let tag = match columns {
             None => column_tag(None),
             Some([one]) => column_tag(Some(one)),
             Some(_) => OTHER_COLUMN,
         };
-        let key = (self.id, i as u32, tag);
+        let count = count.clamp(1, MAX_UNIT_GROUPS);
+        let key = (self.id, first as u32, count as u8, tag);
         if let Some(b) = DECODED.get(&key) {
             crate::metrics::ROW_GROUPS.with_label_values(&["cache"]).inc();
             return Ok(b);
@@ -753,8 +797,8 @@ impl Segment {
         // The path stays until the segment is dropped (see `retire`).
         let file = File::open(&self.data_path).map_err(Error::internal)?;
         let mut builder = ParquetRecordBatchReaderBuilder::new_with_metadata(file, self.footer()?)
-            .with_row_groups(vec![i])
-            .with_batch_size(CHUNK_ROWS);
+            .with_row_groups((first..first + count).collect())
+            .with_batch_size((self.row_starts[first + count] - self.row_starts[first]) as usize);
         if let Some(columns) = columns {
             let leaves: Vec<usize> = builder
                 .parquet_schema()
@@ -772,7 +816,7 @@ impl Segment {
         let batch = builder
             .build()?
             .next()
-            .ok_or_else(|| Error::internal(format!("segment {}: row group {i} is empty", self.name)))??;
+            .ok_or_else(|| Error::internal(format!("segment {}: row group {first} is empty", self.name)))??;
         if keep && tag != OTHER_COLUMN {
             DECODED.insert(key, batch.clone());
         }

@@ -282,6 +282,17 @@ def test_pyarrow_clients_ask_for_larger_or_compressed_messages(bridge, files, he
     assert biggest <= (int(asked[:-3]) << 20 if asked else 2 << 20) * 1.05, biggest
 
 
+def test_large_messages_over_a_range_are_the_rows_in_it(bridge, files):
+    """A client that accepts 16 MiB messages gets whole runs of row groups decoded as one batch
+    and the edges row group by row group: the same rows as pyarrow filtering the files."""
+    headers = [(b"bridge-max-message-bytes", b"16MiB")]
+    for frm, to in [("2024-01-03T07:13:00", "2024-02-19T17:45:00"), ("2024-01-20T00:00:00", "2024-01-21T00:00:00")]:
+        ticket = {"query": "scan", "dataset": "yellow", "from": frm, "to": to}
+        raw = flight.Ticket(json.dumps(ticket).encode())
+        got = bridge.client.do_get(raw, flight.FlightCallOptions(headers=headers)).read_all()
+        assert ref.key(got) == ref.key(ref.in_range(ref.read(files), frm, to)), (frm, to)
+
+
 def test_unknown_wire_headers_values_are_refused(bridge):
     ticket = flight.Ticket(json.dumps({"query": "scan", "dataset": "yellow"}).encode())
     for header in [(b"bridge-ipc-compression", b"brotli"), (b"bridge-max-message-bytes", b"100GB")]:
