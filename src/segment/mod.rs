@@ -779,7 +779,8 @@ impl Segment {
         self.decode_unit(i, 1, columns, keep)
     }
 
-    /// Row groups `[first, first + count)` as one batch (one buffer a column), like [`decode`].
+    /// Row groups `[first, first + count)` as one batch (one buffer a column), like
+    /// [`Segment::decode`].
     fn decode_unit(&self, first: usize, count: usize, columns: Option<&[&str]>, keep: bool) -> Result<RecordBatch> {
         let tag = match columns {
             None => column_tag(None),
