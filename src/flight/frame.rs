@@ -198,10 +198,11 @@ impl Layout {
             encode_varint(self.body_len as u64, &mut proto);
         }
         // A message up to COPY_BODY_BYTES goes out as one chunk; a larger one lends its buffers.
-        let (share, reserve) = match self.body_len > COPY_BODY_BYTES {
+        let (share, chunk) = match self.body_len > COPY_BODY_BYTES {
             true => (SHARE_BYTES, CHUNK_BYTES),
-            false => (usize::MAX, self.body_len),
+            false => (usize::MAX, usize::MAX),
         };
+        let reserve = chunk.min(self.body_len);
         let mut open = BytesMut::with_capacity(GRPC_PREFIX + proto.len() + reserve);
         grpc_prefix(&mut open, proto.len() + self.body_len);
         open.put_slice(&proto);
@@ -210,9 +211,9 @@ impl Layout {
             let len = pieces.iter().map(Buffer::len).sum::<usize>();
             for p in pieces {
                 if p.len() < share {
-                    if open.len() + p.len() > CHUNK_BYTES && !open.is_empty() {
+                    if open.len() + p.len() > chunk && !open.is_empty() {
                         out.push(open.split().freeze());
-                        open.reserve(CHUNK_BYTES);
+                        open.reserve(chunk);
                     }
                     open.put_slice(p.as_slice());
                     continue;
@@ -390,10 +391,12 @@ mod tests {
     /// chunks); both read back equal.
     #[test]
     fn small_messages_are_one_chunk_and_large_ones_share_their_buffers() {
-        for (rows, one_chunk) in [(1000, true), (250_000, false)] {
+        // ~2.2 MB (one chunk, over CHUNK_BYTES) and ~5.5 MB.
+        for (rows, one_chunk) in [(1000, true), (100_000, true), (250_000, false)] {
             let b = batch_of(rows);
             let frame = Frame::batches(vec![b.clone()]).expect("laid out");
             assert_eq!(frame.body_len() <= COPY_BODY_BYTES, one_chunk, "{rows} rows");
+            assert!(rows != 100_000 || frame.body_len() > CHUNK_BYTES, "the case over CHUNK_BYTES");
             assert_eq!(Frame::batches(vec![b.clone()]).expect("laid out").chunks().len() == 1, one_chunk);
             let data = decode(frame);
             let back = flight_data_to_arrow_batch(&data, b.schema(), &Default::default()).expect("a record batch");

@@ -239,15 +239,16 @@ pub fn compute_with(
             true => trips_in_range += days.rows(inner.clone()),
             false => visits.extend(inner.clone().map(|gi| (gi, Cover::Full))),
         }
+        let by_histogram = |gi: usize| counted || (by_day && inner.contains(&gi));
         let small_wanted = |gi: usize, cover: Cover| match counted {
             true => cover != Cover::Full,
-            false => cover == Cover::Full && !(by_day && inner.contains(&gi)),
+            false => cover == Cover::Full && !by_histogram(gi),
         };
         let by_run = visits.iter().filter(|&&(gi, c)| groups[gi].rows < STRAY_ROWS && small_wanted(gi, c)).count()
             >= SMALLS_MIN_GROUPS;
         for (gi, cover) in visits {
             let g = &groups[gi];
-            let by_histogram = counted || (by_day && inner.contains(&gi));
+            let by_histogram = by_histogram(gi);
             let whole = || seg.distances(g, g.with_distance as usize);
             // A small group counts in its segment's smalls run (when SMALLS_MIN_GROUPS of them
             // do): taken from a counted segment's histogram unless wholly in range, or counted
